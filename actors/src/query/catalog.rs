@@ -1,0 +1,163 @@
+//! Segment metadata kept in memory for the QueryPlanner (R4, R7).
+//!
+//! Sealed segments are immutable and only ever appended, so an index into `segments` or into a
+//! product's run list stays valid forever. Planning a page is a few binary searches here plus
+//! opening only the segments that hold the page.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use crate::event::Event;
+use crate::segment::format::SegmentName;
+use crate::time::Nanos;
+
+/// What the planner knows about a sealed segment without opening it.
+#[derive(Clone, Debug)]
+pub struct SegmentMeta {
+    /// Window start, first sequence number and record count (from the file name).
+    pub name: SegmentName,
+    /// Timestamp of the first record.
+    pub first_ts: Nanos,
+    /// Timestamp of the last record.
+    pub last_ts: Nanos,
+}
+
+/// A product's records in one segment: `count` of them, after `before` in earlier segments.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ProductRun {
+    /// Index of the segment.
+    pub segment: u32,
+    /// Records of the product in that segment.
+    pub count: u32,
+    /// Records of the product in all earlier segments.
+    pub before: u64,
+}
+
+/// The sealed segments, per-product runs over them, and the durable tail not yet sealed.
+#[derive(Default)]
+pub struct Catalog {
+    segments: Vec<SegmentMeta>,
+    runs: HashMap<Arc<str>, Vec<ProductRun>>,
+    tail: Vec<Event>,
+}
+
+/// A query's filter (R4): all parts optional; `from` inclusive, `to` exclusive.
+#[derive(Clone, Debug, Default)]
+pub struct Filter {
+    /// Only this product's events.
+    pub product_id: Option<String>,
+    /// Events at or after this instant.
+    pub from: Option<Nanos>,
+    /// Events strictly before this instant.
+    pub to: Option<Nanos>,
+}
+
+impl Filter {
+    /// Whether an event passes the filter.
+    pub fn matches(&self, e: &Event) -> bool {
+        self.product_id.as_deref().is_none_or(|p| *e.product_id == *p)
+            && self.from.is_none_or(|f| e.timestamp >= f)
+            && self.to.is_none_or(|t| e.timestamp < t)
+    }
+}
+
+impl Catalog {
+    /// An empty catalog.
+    pub fn new() -> Catalog {
+        Catalog::default()
+    }
+
+    /// Number of sealed segments.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    /// Metadata of sealed segment `i`.
+    pub fn segment(&self, i: usize) -> &SegmentMeta {
+        &self.segments[i]
+    }
+
+    /// Records in the first `n` sealed segments.
+    pub fn sealed_records(&self, n: usize) -> u64 {
+        n.checked_sub(1).map_or(0, |last| self.segments[last].name.end_seq() - self.segments[0].name.first_seq)
+    }
+
+    /// Sequence number of the first sealed record (1 for a complete history).
+    pub fn first_seq(&self) -> u64 {
+        self.segments.first().map_or(1, |s| s.name.first_seq)
+    }
+
+    /// Records a sealed segment and its per-product runs. `events` are its records in order.
+    pub fn add_sealed(&mut self, name: SegmentName, events: &[Event]) {
+        let index = self.segments.len() as u32;
+        let (first_ts, last_ts) = match (events.first(), events.last()) {
+            (Some(f), Some(l)) => (f.timestamp, l.timestamp),
+            _ => (name.window_start, name.window_start),
+        };
+        self.segments.push(SegmentMeta { name, first_ts, last_ts });
+        let mut counts: HashMap<&Arc<str>, u32> = HashMap::new();
+        for e in events {
+            *counts.entry(&e.product_id).or_default() += 1;
+        }
+        for (product, count) in counts {
+            let runs = self.runs.entry(Arc::clone(product)).or_default();
+            let before = runs.last().map_or(0, |r| r.before + u64::from(r.count));
+            runs.push(ProductRun { segment: index, count, before });
+        }
+    }
+
+    /// Adds a durable, not yet sealed event (visible to queries at once).
+    pub fn push_tail(&mut self, event: Event) {
+        self.tail.push(event);
+    }
+
+    /// Moves the first `name.count` tail events into a new sealed segment.
+    pub fn seal_tail(&mut self, name: SegmentName) {
+        let n = (name.count as usize).min(self.tail.len());
+        let sealed: Vec<Event> = self.tail.drain(..n).collect();
+        debug_assert_eq!(sealed.first().map(|e| e.seq), Some(name.first_seq));
+        self.add_sealed(name, &sealed);
+    }
+
+    /// The tail events that pass `filter`, in sequence order.
+    pub fn tail_matching(&self, filter: &Filter) -> Vec<Event> {
+        self.tail.iter().filter(|e| filter.matches(e)).cloned().collect()
+    }
+
+    /// Index of the first of the first `n` segments whose last record is at or after `t`.
+    pub fn first_segment_reaching(&self, t: Nanos, n: usize) -> usize {
+        self.segments[..n].partition_point(|s| s.last_ts < t)
+    }
+
+    /// Index of the segment holding sequence number `seq`, among the first `n`.
+    pub fn segment_holding(&self, seq: u64, n: usize) -> Option<usize> {
+        let i = self.segments[..n].partition_point(|s| s.name.end_seq() <= seq);
+        (i < n).then_some(i)
+    }
+
+    /// The product's runs over the first `n` segments: how many there are and the total count.
+    pub fn product_extent(&self, product: &str, n: usize) -> (usize, u64) {
+        let Some(runs) = self.runs.get(product) else { return (0, 0) };
+        let len = runs.partition_point(|r| (r.segment as usize) < n);
+        (len, len.checked_sub(1).map_or(0, |l| runs[l].before + u64::from(runs[l].count)))
+    }
+
+    /// The first of the product's first `len` runs whose segment reaches `t`, if any.
+    pub fn product_run_reaching(&self, product: &str, t: Nanos, len: usize) -> Option<ProductRun> {
+        let runs = &self.runs.get(product)?[..len];
+        let i = runs.partition_point(|r| self.segments[r.segment as usize].last_ts < t);
+        runs.get(i).copied()
+    }
+
+    /// The run holding the product's `pos`-th record (0-based) among its first `len` runs.
+    pub fn product_run_holding(&self, product: &str, pos: u64, len: usize) -> Option<ProductRun> {
+        let runs = &self.runs.get(product)?[..len];
+        let i = runs.partition_point(|r| r.before + u64::from(r.count) <= pos);
+        runs.get(i).copied()
+    }
+
+    /// Number of distinct products with sealed records.
+    pub fn product_count(&self) -> usize {
+        self.runs.len()
+    }
+}

@@ -1,0 +1,89 @@
+//! ProductRegistry: routes every product id to the ProductActor that owns it.
+//!
+//! Routing is a stable hash of the id, so the same product always reaches the same actor and
+//! its updates stay in order. The registry never waits: a full shard mailbox is answered with
+//! `Overloaded` at once (the caller turns it into a 503).
+
+use std::hash::{DefaultHasher, Hash, Hasher};
+use std::sync::Arc;
+
+use actix::dev::SendError;
+use actix::prelude::*;
+use futures_util::future::join_all;
+
+use crate::error::ActorError;
+use crate::hop_span;
+use crate::product::{GetPrice, LastPrice, ProductActor, Reprice, SnapshotPrices};
+use crate::telemetry::Traced;
+
+/// The registry actor, holding the address of every shard.
+pub struct ProductRegistry {
+    shards: Vec<Addr<ProductActor>>,
+    mailbox_capacity: usize,
+}
+
+/// Which of `shards` shards owns `product_id`.
+pub fn shard_of(product_id: &str, shards: usize) -> usize {
+    let mut h = DefaultHasher::new();
+    product_id.hash(&mut h);
+    (h.finish() % shards as u64) as usize
+}
+
+impl ProductRegistry {
+    /// A registry over started shards.
+    pub fn new(shards: Vec<Addr<ProductActor>>, mailbox_capacity: usize) -> ProductRegistry {
+        assert!(!shards.is_empty(), "at least one product shard");
+        ProductRegistry { shards, mailbox_capacity }
+    }
+
+    fn shard(&self, product_id: &str) -> &Addr<ProductActor> {
+        &self.shards[shard_of(product_id, self.shards.len())]
+    }
+}
+
+impl Actor for ProductRegistry {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        ctx.set_mailbox_capacity(self.mailbox_capacity);
+    }
+}
+
+impl Handler<Traced<Reprice>> for ProductRegistry {
+    type Result = ();
+
+    fn handle(&mut self, traced: Traced<Reprice>, _: &mut Self::Context) {
+        let span = hop_span!(traced, "ProductRegistry route Reprice");
+        let _entered = span.enter();
+        let forwarded = Traced::new(traced.msg);
+        if let Err(SendError::Full(m) | SendError::Closed(m)) = self.shard(&forwarded.msg.product_id).try_send(forwarded) {
+            let _ = m.msg.reply.send(Err(ActorError::Overloaded));
+        }
+    }
+}
+
+impl Handler<Traced<GetPrice>> for ProductRegistry {
+    type Result = ();
+
+    fn handle(&mut self, traced: Traced<GetPrice>, _: &mut Self::Context) {
+        let span = hop_span!(traced, "ProductRegistry route GetPrice");
+        let _entered = span.enter();
+        let forwarded = Traced::new(traced.msg);
+        // A dropped reply tells the caller the read could not be queued.
+        let _ = self.shard(&forwarded.msg.product_id).try_send(forwarded);
+    }
+}
+
+/// Collect the durable prices of every shard (for a checkpoint).
+#[derive(Message)]
+#[rtype(result = "Vec<(Arc<str>, LastPrice)>")]
+pub struct SnapshotAllPrices;
+
+impl Handler<SnapshotAllPrices> for ProductRegistry {
+    type Result = ResponseFuture<Vec<(Arc<str>, LastPrice)>>;
+
+    fn handle(&mut self, _: SnapshotAllPrices, _: &mut Self::Context) -> Self::Result {
+        let asks: Vec<_> = self.shards.iter().map(|s| s.send(SnapshotPrices)).collect();
+        Box::pin(async move { join_all(asks).await.into_iter().flat_map(Result::unwrap_or_default).collect() })
+    }
+}

@@ -1,0 +1,94 @@
+//! FileSegment: the actor in front of the segment files (R7, R8).
+//!
+//! It takes sequenced events and window seals from the Sequencer, in order, and hands them to
+//! the [`writer::SegmentWriter`] thread, which does the blocking writes and the group-commit
+//! fsync off the actor threads. The request is released by the writer once its event is
+//! durable.
+
+pub mod data_dir;
+pub mod format;
+pub mod recovery;
+pub mod writer;
+
+use std::sync::mpsc::Sender;
+
+use actix::prelude::*;
+use tokio::sync::oneshot;
+
+use crate::error::ActorError;
+use crate::event::Event;
+use crate::hop_span;
+use crate::telemetry::Traced;
+use crate::time::Nanos;
+use writer::{Waiter, WriteJob};
+
+/// Store a sequenced event in the window the Sequencer chose.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Append {
+    /// The event.
+    pub event: Event,
+    /// Its window.
+    pub window_start: Nanos,
+    /// Released once it is durable.
+    pub waiter: Waiter,
+}
+
+/// Seal the window starting at `window_start`.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SealWindow {
+    /// The window.
+    pub window_start: Nanos,
+}
+
+/// Reply when every earlier message is on disk.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Barrier(pub oneshot::Sender<()>);
+
+/// The FileSegment actor.
+pub struct FileSegment {
+    jobs: Sender<WriteJob>,
+}
+
+impl FileSegment {
+    /// An actor feeding the writer thread through `jobs`.
+    pub fn new(jobs: Sender<WriteJob>) -> FileSegment {
+        FileSegment { jobs }
+    }
+}
+
+impl Actor for FileSegment {
+    type Context = Context<Self>;
+}
+
+impl Handler<Traced<Append>> for FileSegment {
+    type Result = ();
+
+    fn handle(&mut self, traced: Traced<Append>, _: &mut Self::Context) {
+        let span = hop_span!(traced, "FileSegment handle Append");
+        let Append { event, window_start, waiter } = traced.msg;
+        if let Err(rejected) = self.jobs.send(WriteJob::Append { event, window_start, waiter, span }) {
+            if let WriteJob::Append { waiter, .. } = rejected.0 {
+                let _ = waiter.send(Err(ActorError::ShuttingDown));
+            }
+        }
+    }
+}
+
+impl Handler<Traced<SealWindow>> for FileSegment {
+    type Result = ();
+
+    fn handle(&mut self, traced: Traced<SealWindow>, _: &mut Self::Context) {
+        let _ = self.jobs.send(WriteJob::Seal { window_start: traced.msg.window_start });
+    }
+}
+
+impl Handler<Barrier> for FileSegment {
+    type Result = ();
+
+    fn handle(&mut self, barrier: Barrier, _: &mut Self::Context) {
+        let _ = self.jobs.send(WriteJob::Barrier(barrier.0));
+    }
+}

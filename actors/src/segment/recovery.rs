@@ -1,0 +1,162 @@
+//! Start-up recovery (R8, R9): rebuild last-known prices, the sequence and the query catalog
+//! from `results/`, then complete any open window left in `wal/` by a crash.
+
+use std::collections::HashMap;
+use std::fs;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::error::StorageError;
+use crate::event::Event;
+use crate::product::LastPrice;
+use crate::query::catalog::Catalog;
+use crate::segment::data_dir::{sorted_names, sync_dir, write_atomically, DataDir};
+use crate::segment::format::{encode_segment, parse_segment, parse_wal, parse_wal_file_name, SegmentName};
+use crate::sequencer::SequenceStart;
+use crate::time::Nanos;
+
+/// Everything the actors start from.
+pub struct Recovered {
+    /// Last durable price of every product.
+    pub prices: HashMap<Arc<str>, LastPrice>,
+    /// Where the Sequencer continues.
+    pub start: SequenceStart,
+    /// Metadata of every sealed segment.
+    pub catalog: Catalog,
+    /// What recovery did, for the logs.
+    pub stats: RecoveryStats,
+}
+
+/// Figures logged at the end of recovery.
+#[derive(Debug, Default, Clone)]
+pub struct RecoveryStats {
+    /// Segment files loaded.
+    pub segments: usize,
+    /// Events replayed.
+    pub events: u64,
+    /// Events recovered from open-window logs and sealed now.
+    pub wal_events: u64,
+    /// Bytes of torn records dropped from open-window logs.
+    pub torn_bytes: u64,
+    /// Files moved to `quarantine/` because they could not be read.
+    pub quarantined: Vec<String>,
+    /// Wall time taken.
+    pub duration: Duration,
+}
+
+struct Replay {
+    prices: HashMap<Arc<str>, LastPrice>,
+    catalog: Catalog,
+    next_seq: u64,
+    last_ts: Nanos,
+    last_window: Option<Nanos>,
+}
+
+impl Replay {
+    fn apply(&mut self, name: SegmentName, events: &[Event]) {
+        for e in events {
+            self.prices.insert(
+                Arc::clone(&e.product_id),
+                LastPrice { price: e.price.clone(), timestamp: e.timestamp, seq: e.seq },
+            );
+        }
+        if let Some(last) = events.last() {
+            self.next_seq = last.seq + 1;
+            self.last_ts = last.timestamp;
+        }
+        self.last_window = Some(name.window_start);
+        self.catalog.add_sealed(name, events);
+    }
+}
+
+/// Rebuilds the state from `dir`, logging progress. `window` is the current window length.
+pub fn recover(dir: &DataDir, window: Duration) -> Result<Recovered, StorageError> {
+    let started = Instant::now();
+    let mut stats = RecoveryStats::default();
+    let mut replay = Replay { prices: HashMap::new(), catalog: Catalog::new(), next_seq: 1, last_ts: 0, last_window: None };
+    let names = sorted_names(&dir.results)?;
+    let total = names.len();
+    let mut last_log = Instant::now();
+    for (i, file) in names.into_iter().enumerate() {
+        let path = dir.results.join(&file);
+        let parsed = SegmentName::parse(&file).ok_or_else(|| "file name is not a segment name".to_string()).and_then(|name| {
+            let bytes = fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
+            let events = parse_segment(&bytes, name.first_seq).map_err(|e| e.to_string())?;
+            if events.len() != name.count as usize || events.is_empty() {
+                return Err(format!("holds {} records, name says {}", events.len(), name.count));
+            }
+            Ok((name, events))
+        });
+        match parsed {
+            Ok((name, events)) => {
+                if name.first_seq != replay.next_seq {
+                    tracing::error!(file, expected = replay.next_seq, found = name.first_seq, "sequence gap in results/");
+                }
+                stats.events += events.len() as u64;
+                stats.segments += 1;
+                replay.apply(name, &events);
+            }
+            Err(reason) => {
+                quarantine(dir, &file, &reason)?;
+                stats.quarantined.push(file);
+            }
+        }
+        if last_log.elapsed() >= Duration::from_secs(1) {
+            tracing::info!(done = i + 1, total, "recovering segments");
+            last_log = Instant::now();
+        }
+    }
+    complete_open_windows(dir, &mut replay, &mut stats)?;
+    let window_len = window.as_nanos() as Nanos;
+    let floor = replay.last_window.map_or(0, |w| (w.div_euclid(window_len) + 1) * window_len);
+    stats.duration = started.elapsed();
+    Ok(Recovered {
+        prices: replay.prices,
+        start: SequenceStart { next_seq: replay.next_seq, last_timestamp: replay.last_ts, floor },
+        catalog: replay.catalog,
+        stats,
+    })
+}
+
+/// Seals the complete records of every WAL into `results/` (the window a crash left open),
+/// dropping a torn last record and anything already sealed.
+fn complete_open_windows(dir: &DataDir, replay: &mut Replay, stats: &mut RecoveryStats) -> Result<(), StorageError> {
+    for file in sorted_names(&dir.wal)? {
+        let path = dir.wal.join(&file);
+        let Some(window_start) = parse_wal_file_name(&file) else {
+            quarantine(dir, &file, "not a WAL file name")?;
+            continue;
+        };
+        let bytes = fs::read(&path).map_err(StorageError::io("read WAL", &path))?;
+        let (events, valid) = parse_wal(&bytes);
+        stats.torn_bytes += (bytes.len() - valid) as u64;
+        let mut fresh: Vec<Event> = Vec::new();
+        for e in events.into_iter().filter(|e| e.seq >= replay.next_seq) {
+            let expected = fresh.last().map_or(replay.next_seq, |l| l.seq + 1);
+            if e.seq != expected || e.timestamp <= fresh.last().map_or(replay.last_ts, |l| l.timestamp) {
+                break;
+            }
+            fresh.push(e);
+        }
+        if !fresh.is_empty() && replay.last_window.is_none_or(|w| w < window_start) {
+            let name = SegmentName { window_start, first_seq: fresh[0].seq, count: fresh.len() as u32 };
+            write_atomically(&dir.staging, &dir.results, &name.file_name(), &encode_segment(&fresh))?;
+            tracing::info!(file = name.file_name(), records = fresh.len(), "completed open window from WAL");
+            stats.wal_events += fresh.len() as u64;
+            replay.apply(name, &fresh);
+        }
+        fs::remove_file(&path).map_err(StorageError::io("remove recovered WAL", &path))?;
+    }
+    sync_dir(&dir.wal)
+}
+
+/// Moves an unreadable file out of the way so that start-up never loops on it.
+fn quarantine(dir: &DataDir, file: &str, reason: &str) -> Result<(), StorageError> {
+    let qdir = dir.root.join("quarantine");
+    fs::create_dir_all(&qdir).map_err(StorageError::io("create", &qdir))?;
+    let from = if dir.results.join(file).exists() { dir.results.join(file) } else { dir.wal.join(file) };
+    let to = qdir.join(file);
+    tracing::error!(file, reason, "moving unreadable file to quarantine/");
+    fs::rename(&from, &to).map_err(StorageError::io("quarantine", &from))?;
+    sync_dir(from.parent().unwrap_or(&dir.root))
+}

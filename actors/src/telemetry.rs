@@ -1,0 +1,63 @@
+//! Carrying a request's span across actor hops (R11).
+//!
+//! The actix mailbox does not carry the sender's span, so every message travels in a
+//! [`Traced`] envelope holding the span current at the send site and the time it was queued.
+//! The handler opens its own span as a child of it, named after actor and message, with the
+//! mailbox wait as an attribute.
+
+use std::time::Instant;
+
+use actix::Message;
+use opentelemetry::trace::TraceContextExt;
+use tracing::Span;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+/// A message plus the span of the request that caused it.
+pub struct Traced<M> {
+    /// The message itself.
+    pub msg: M,
+    /// The sender's span: the parent of the handler's span.
+    pub span: Span,
+    /// When it was queued, to show the mailbox wait.
+    pub enqueued_at: Instant,
+}
+
+impl<M> Traced<M> {
+    /// Wraps `msg` with the current span.
+    pub fn new(msg: M) -> Traced<M> {
+        Traced { msg, span: Span::current(), enqueued_at: Instant::now() }
+    }
+
+    /// Microseconds the message waited in the mailbox.
+    pub fn mailbox_wait_us(&self) -> u64 {
+        self.enqueued_at.elapsed().as_micros() as u64
+    }
+}
+
+impl<M: Message> Message for Traced<M> {
+    type Result = M::Result;
+}
+
+/// Opens the handler span of a traced message: `$name` as child of the sender's span.
+#[macro_export]
+macro_rules! hop_span {
+    ($traced:expr, $name:literal $(, $($field:tt)*)?) => {
+        tracing::info_span!(parent: &$traced.span, $name, mailbox.wait_us = $traced.mailbox_wait_us() $(, $($field)*)?)
+    };
+}
+
+/// Most links recorded on one batch span (the OpenTelemetry default limit).
+pub const MAX_LINKS: usize = 128;
+
+/// Links a batch span (group commit, seal) to the request spans it served.
+pub fn link_spans(batch: &Span, requests: &[Span]) {
+    if batch.is_disabled() {
+        return;
+    }
+    for request in requests.iter().take(MAX_LINKS) {
+        let cx = request.context().span().span_context().clone();
+        if cx.is_valid() {
+            batch.add_link(cx);
+        }
+    }
+}

@@ -1,0 +1,92 @@
+//! Timestamps: UTC nanoseconds since the Unix epoch, and their two text forms.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+
+/// Nanoseconds since 1970-01-01T00:00:00Z. Signed so that arithmetic near the epoch is safe.
+pub type Nanos = i64;
+
+/// Nanoseconds in one second.
+pub const NANOS_PER_SEC: i64 = 1_000_000_000;
+
+/// The wall clock, in nanoseconds.
+pub fn now_nanos() -> Nanos {
+    Utc::now().timestamp_nanos_opt().unwrap_or(i64::MAX)
+}
+
+/// `2026-12-03T15:04:05.123456789Z`: the form stored in segment files (R7).
+pub fn format_rfc3339(t: Nanos) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(t).format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+}
+
+/// `1764774245.123456789`: the JSON number form returned by the API (R3).
+pub fn format_epoch(t: Nanos) -> String {
+    format!("{}.{:09}", t.div_euclid(NANOS_PER_SEC), t.rem_euclid(NANOS_PER_SEC))
+}
+
+/// Parses RFC 3339 with any offset (and lower-case `t`/`z`) into nanoseconds.
+pub fn parse_rfc3339(s: &str) -> Option<Nanos> {
+    DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt()
+}
+
+/// Parses non-negative fractional epoch seconds (`1764774245.123456789`) exactly.
+pub fn parse_epoch(s: &str) -> Option<Nanos> {
+    let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+    if whole.is_empty() || !whole.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if !frac.bytes().all(|b| b.is_ascii_digit()) || (s.contains('.') && frac.is_empty()) {
+        return None;
+    }
+    let secs: i64 = whole.parse().ok()?;
+    let mut nanos: i64 = 0;
+    for (i, d) in frac.bytes().enumerate() {
+        if i < 9 {
+            nanos = nanos * 10 + i64::from(d - b'0');
+        } else if d != b'0' {
+            // Finer than a nanosecond: round up so that `from` stays inclusive of nothing earlier.
+            nanos += 1;
+            break;
+        }
+    }
+    for _ in frac.len()..9 {
+        nanos *= 10;
+    }
+    secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)
+}
+
+/// Either form accepted by `from` / `to` (R4).
+pub fn parse_instant(s: &str) -> Option<Nanos> {
+    parse_epoch(s).or_else(|| parse_rfc3339(s))
+}
+
+/// Compact, sortable UTC form used in file names: `20261203T150405.000Z`.
+pub fn format_compact(t: Nanos) -> String {
+    DateTime::<Utc>::from_timestamp_nanos(t).format("%Y%m%dT%H%M%S%.3fZ").to_string()
+}
+
+/// Inverse of [`format_compact`].
+pub fn parse_compact(s: &str) -> Option<Nanos> {
+    NaiveDateTime::parse_from_str(s, "%Y%m%dT%H%M%S%.3fZ").ok()?.and_utc().timestamp_nanos_opt()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forms_round_trip() {
+        let t = 1_764_774_245_123_456_789;
+        assert_eq!(format_epoch(t), "1764774245.123456789");
+        assert_eq!(parse_epoch("1764774245.123456789"), Some(t));
+        assert_eq!(format_rfc3339(t), "2025-12-03T15:04:05.123456789Z");
+        assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
+        assert_eq!(parse_rfc3339("2025-12-03t16:04:05.123456789+01:00"), Some(t));
+        assert_eq!(parse_instant("2025-12-03T15:04:05.123456789z"), Some(t));
+        assert_eq!(parse_epoch("1764774245.5"), Some(1_764_774_245_500_000_000));
+        assert_eq!(parse_epoch("1764774245"), Some(1_764_774_245_000_000_000));
+        assert_eq!(parse_epoch("-1"), None);
+        assert_eq!(parse_epoch("1."), None);
+        let w = 1_764_774_245_000_000_000;
+        assert_eq!(parse_compact(&format_compact(w)), Some(w));
+    }
+}

@@ -1,0 +1,46 @@
+//! The admin port (R12): liveness, readiness and Prometheus metrics.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use prometheus::{Encoder, Registry, TextEncoder};
+use repricer_actors::health::Health;
+
+/// What the admin handlers read.
+#[derive(Clone)]
+pub struct AdminState {
+    /// Process health.
+    pub health: Arc<Health>,
+    /// Every metric of the process.
+    pub registry: Registry,
+}
+
+/// Registers the admin routes.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz/live", web::get().to(live))
+        .route("/healthz/ready", web::get().to(ready))
+        .route("/metrics", web::get().to(metrics));
+}
+
+fn status(ok: bool, what: &str) -> HttpResponse {
+    let body = serde_json::json!({ "status": if ok { "ok" } else { what } }).to_string();
+    if ok { HttpResponse::Ok() } else { HttpResponse::ServiceUnavailable() }.content_type("application/json").body(body)
+}
+
+/// 200 while the process can do its job; 503 after a storage failure (restart to recover).
+async fn live(state: web::Data<AdminState>) -> HttpResponse {
+    status(state.health.is_live(), "storage failed; restart to recover")
+}
+
+/// 200 once recovered, until shutdown starts or storage fails.
+async fn ready(state: web::Data<AdminState>) -> HttpResponse {
+    status(state.health.is_ready(), "not ready")
+}
+
+async fn metrics(state: web::Data<AdminState>) -> HttpResponse {
+    let mut out = Vec::new();
+    match TextEncoder::new().encode(&state.registry.gather(), &mut out) {
+        Ok(()) => HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(out),
+        Err(e) => HttpResponse::InternalServerError().body(e.to_string()),
+    }
+}

@@ -1,0 +1,60 @@
+//! The HTTP layer's error: every rejection, mapped to its status code in one place, with a
+//! JSON body `{"error": "..."}`.
+
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use repricer_actors::error::ActorError;
+use repricer_actors::query::QueryError;
+
+/// Why a request was not served.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The request is wrong; the message names what is wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// No such product.
+    #[error("{0}")]
+    NotFound(String),
+    /// Body over the limit.
+    #[error("request body is larger than {0} bytes")]
+    PayloadTooLarge(usize),
+    /// Not JSON.
+    #[error("Content-Type must be application/json, not {0:?}")]
+    UnsupportedMediaType(String),
+    /// Admission limit reached for an endpoint.
+    #[error("too many {0} requests in flight; retry shortly")]
+    Throttled(&'static str),
+    /// The actors could not take or finish the work.
+    #[error(transparent)]
+    Actor(#[from] ActorError),
+    /// A query could not read its segments.
+    #[error(transparent)]
+    Query(#[from] QueryError),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Throttled(_) | ApiError::Actor(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut response = HttpResponse::build(self.status_code());
+        if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        response.content_type("application/json").body(error_body(&self.to_string()))
+    }
+}
+
+/// `{"error": message}` as JSON text.
+pub fn error_body(message: &str) -> String {
+    serde_json::json!({ "error": message }).to_string()
+}

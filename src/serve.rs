@@ -1,0 +1,143 @@
+//! `repricer serve`: start-up (admin port, recovery, actors, API), and graceful shutdown.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use actix_web::{middleware::from_fn, web, App, HttpServer};
+use repricer_actors::health::Health;
+use repricer_actors::metrics::Metrics;
+use repricer_actors::segment::data_dir::DataDir;
+use repricer_actors::segment::recovery::recover;
+use repricer_actors::system::ActorSystem;
+use tokio::signal::unix::{signal, SignalKind};
+use tracing_actix_web::TracingLogger;
+
+use crate::config::ServeConfig;
+use crate::http::admin::AdminState;
+use crate::http::admission::Admission;
+use crate::http::metrics::HttpMetrics;
+use crate::http::{self, ApiState};
+use crate::telemetry::{self, ServerSpan, Telemetry};
+
+/// Why the service could not start; `main` prints it in one line and exits 2.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// A listen address cannot be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: std::net::SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The data directory is unusable.
+    #[error(transparent)]
+    Storage(#[from] repricer_actors::error::StorageError),
+}
+
+/// Runs the service until SIGTERM/SIGINT; returns once everything acknowledged is sealed.
+pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), StartError> {
+    tracing::info!(?config, exporter = %telemetry.exporter, "starting repricer");
+    let health = Arc::new(Health::default());
+    let metrics = Metrics::new();
+    let http_metrics = HttpMetrics::register(&metrics.registry);
+
+    let admin_state = AdminState { health: Arc::clone(&health), registry: metrics.registry.clone() };
+    let admin = HttpServer::new(move || App::new().app_data(web::Data::new(admin_state.clone())).configure(http::admin::routes))
+        .workers(1)
+        .disable_signals()
+        .bind(config.admin_listen)
+        .map_err(|source| StartError::Bind { addr: config.admin_listen, source })?;
+    for addr in admin.addrs() {
+        tracing::info!("repricer admin listening on {addr}");
+    }
+    let admin = admin.run();
+    let admin_handle = admin.handle();
+    actix_web::rt::spawn(admin);
+
+    let started = Instant::now();
+    let data_dir = config.data_dir.clone();
+    let window = config.window;
+    let (dir, recovered) = web::block(move || -> Result<_, StartError> {
+        let dir = DataDir::open(&data_dir)?;
+        let recovered = recover(&dir, window)?;
+        Ok((dir, recovered))
+    })
+    .await
+    .expect("recovery thread panicked")?;
+    let stats = recovered.stats.clone();
+    metrics.recovery_seconds.set(started.elapsed().as_secs_f64());
+    tracing::info!(
+        segments = stats.segments,
+        events = stats.events,
+        wal_events = stats.wal_events,
+        torn_bytes = stats.torn_bytes,
+        quarantined = stats.quarantined.len(),
+        products = recovered.prices.len(),
+        next_seq = recovered.start.next_seq,
+        seconds = stats.duration.as_secs_f64(),
+        "recovery finished"
+    );
+    let mut system = ActorSystem::start(&config.system(), dir, recovered, Arc::clone(&health), metrics.clone());
+
+    let api_state = ApiState {
+        registry: system.registry.clone(),
+        planner: system.planner.clone(),
+        health: Arc::clone(&health),
+        reprice_admission: Admission::new("reprice", config.reprice_max_inflight, http_metrics.rejections.clone()),
+        product_admission: Admission::new("product", config.product_max_inflight, http_metrics.rejections.clone()),
+        query_admission: Admission::new("query", config.query_max_inflight, http_metrics.rejections.clone()),
+    };
+    let mut api = HttpServer::new(move || {
+        App::new()
+            .app_data(web::Data::new(api_state.clone()))
+            .app_data(web::Data::new(http_metrics.clone()))
+            .wrap(from_fn(http::metrics::record))
+            .wrap(from_fn(telemetry::traceparent))
+            .wrap(TracingLogger::<ServerSpan>::new())
+            .configure(http::routes)
+    })
+    .disable_signals()
+    .backlog(4096)
+    .shutdown_timeout(config.drain_timeout.as_secs().max(1));
+    if config.http_workers > 0 {
+        api = api.workers(config.http_workers);
+    }
+    let api = api.bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    for addr in api.addrs() {
+        tracing::info!("repricer api listening on {addr}");
+    }
+    let api = api.run();
+    let api_handle = api.handle();
+    let api_task = actix_web::rt::spawn(api);
+    health.mark_restored();
+    tracing::info!("ready");
+
+    wait_for_signal().await;
+    tracing::info!("shutdown signal: draining in-flight requests");
+    health.mark_draining();
+    actix_web::rt::spawn(async {
+        wait_for_signal().await;
+        eprintln!("repricer: second signal, exiting at once (every acknowledged event is already durable)");
+        std::process::exit(130);
+    });
+    api_handle.stop(true).await;
+    let _ = api_task.await;
+    system.seal_and_flush().await;
+    tracing::info!("open window sealed; flushing spans");
+    admin_handle.stop(true).await;
+    drop(system.registry.clone());
+    let t = Arc::clone(&telemetry);
+    let _ = web::block(move || t.shutdown()).await;
+    let _ = &mut system;
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
