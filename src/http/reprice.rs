@@ -30,6 +30,12 @@ struct RepriceBody<'a> {
 
 /// Validates the body into a product id and an exact price.
 fn parse_body(bytes: &[u8]) -> Result<(String, Price), ApiError> {
+    // serde would also read a struct from an array (`["a", 1]`); only an object is a reprice.
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(ApiError::BadRequest(
+            "the body must be a JSON object: {\"productId\": \"<string>\", \"price\": <number>}".into(),
+        ));
+    }
     let body: RepriceBody<'_> = serde_json::from_slice(bytes).map_err(|e| {
         let what = if e.is_data() { "invalid reprice body" } else { "malformed JSON" };
         ApiError::BadRequest(format!("{what}: {e}; expected {{\"productId\": \"<string>\", \"price\": <number>}}"))
@@ -94,6 +100,8 @@ mod tests {
         for body in [
             "{",
             "[]",
+            r#"["a", 1]"#,
+            " ",
             r#"{"productId":"a"}"#,
             r#"{"price":1}"#,
             r#"{"productId":"a","price":1,"x":1}"#,
