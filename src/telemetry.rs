@@ -1,6 +1,7 @@
 //! Logs and traces (R11, R12): `tracing` with a human or JSON formatter, and an OpenTelemetry
 //! exporter chosen by the standard `OTEL_*` variables.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -109,7 +110,9 @@ pub fn init() -> Result<Telemetry, String> {
             .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false))
             .try_init()
     } else {
-        registry.with(tracing_subscriber::fmt::layer().with_target(false)).try_init()
+        registry
+            .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal()))
+            .try_init()
     }
     .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
     Ok(Telemetry { provider, _grpc_runtime: runtime, exporter })
