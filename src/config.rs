@@ -65,6 +65,10 @@ pub struct ServeConfig {
     /// Parsed segment files kept in memory for queries.
     #[arg(long, env = "REPRICER_SEGMENT_CACHE", default_value_t = 256)]
     pub segment_cache: usize,
+    /// How often the last-known prices and the catalog are checkpointed (start-up replays
+    /// only what was sealed after the last checkpoint).
+    #[arg(long, env = "REPRICER_CHECKPOINT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub checkpoint_interval: Duration,
     /// HTTP worker threads for the API (0 = one per CPU).
     #[arg(long, env = "REPRICER_HTTP_WORKERS", default_value_t = 0)]
     pub http_workers: usize,
@@ -104,6 +108,9 @@ impl ServeConfig {
         if self.window < Duration::from_millis(10) || self.window > Duration::from_secs(1) {
             return Err(ConfigError(format!("--window must be between 10ms and 1s, got {}", humantime::format_duration(self.window))));
         }
+        if self.checkpoint_interval < Duration::from_secs(1) {
+            return Err(ConfigError("--checkpoint-interval must be at least 1s".into()));
+        }
         if self.listen == self.admin_listen && self.listen.port() != 0 {
             return Err(ConfigError(format!("--listen and --admin-listen are both {}", self.listen)));
         }
@@ -118,6 +125,7 @@ impl ServeConfig {
             product_shards: self.product_shards,
             query_threads: self.query_threads,
             segment_cache: self.segment_cache,
+            checkpoint_interval: self.checkpoint_interval,
         }
     }
 }

@@ -68,6 +68,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     let stats = recovered.stats.clone();
     metrics.recovery_seconds.set(started.elapsed().as_secs_f64());
     tracing::info!(
+        checkpoint_segments = stats.checkpoint_segments,
         segments = stats.segments,
         events = stats.events,
         wal_events = stats.wal_events,
@@ -124,7 +125,9 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     api_handle.stop(true).await;
     let _ = api_task.await;
     system.seal_and_flush().await;
-    tracing::info!("open window sealed; flushing spans");
+    tracing::info!("open window sealed; writing checkpoint");
+    system.checkpoint_now().await;
+    tracing::info!("checkpoint written; flushing spans");
     admin_handle.stop(true).await;
     drop(system.registry.clone());
     let t = Arc::clone(&telemetry);

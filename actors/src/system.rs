@@ -13,6 +13,7 @@ use crate::metrics::Metrics;
 use crate::product::{LastPrice, ProductActor};
 use crate::query::{QueryPlanner, SegmentCache};
 use crate::registry::{shard_of, ProductRegistry};
+use crate::segment::checkpoint::{CheckpointRequest, Checkpointer};
 use crate::segment::data_dir::DataDir;
 use crate::segment::recovery::Recovered;
 use crate::segment::writer::SegmentWriter;
@@ -32,6 +33,8 @@ pub struct SystemConfig {
     pub query_threads: usize,
     /// Parsed segments kept in memory for queries.
     pub segment_cache: usize,
+    /// How often the Checkpointer folds new segments into the checkpoint.
+    pub checkpoint_interval: Duration,
 }
 
 /// Addresses of the running actors.
@@ -43,6 +46,7 @@ pub struct ActorSystem {
     /// The single Sequencer (for shutdown).
     pub sequencer: Addr<Sequencer>,
     writer: Option<JoinHandle<()>>,
+    checkpoints: mpsc::Sender<CheckpointRequest>,
 }
 
 impl ActorSystem {
@@ -50,6 +54,18 @@ impl ActorSystem {
     /// [`crate::segment::recovery::recover`] on the same `dir`.
     pub fn start(config: &SystemConfig, dir: DataDir, recovered: Recovered, health: Arc<Health>, metrics: Metrics) -> ActorSystem {
         let results: PathBuf = dir.results.clone();
+        let checkpointer = Checkpointer {
+            root: dir.root.clone(),
+            staging: dir.staging.clone(),
+            results: dir.results.clone(),
+            interval: config.checkpoint_interval,
+            metrics: metrics.clone(),
+        };
+        let (checkpoints, checkpoint_requests) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("checkpointer".into())
+            .spawn(move || checkpointer.run(checkpoint_requests))
+            .expect("spawn checkpointer thread");
         let catalog = Arc::new(RwLock::new(recovered.catalog));
         let (jobs, job_queue) = mpsc::channel();
         let writer = SegmentWriter::new(Arc::new(dir), Arc::clone(&catalog), Arc::clone(&health), metrics.clone());
@@ -73,12 +89,20 @@ impl ActorSystem {
         let planner = SyncArbiter::start(config.query_threads.max(1), move || {
             QueryPlanner::new(Arc::clone(&catalog), Arc::clone(&cache), results.clone(), metrics.clone())
         });
-        ActorSystem { registry, planner, sequencer, writer: Some(writer) }
+        ActorSystem { registry, planner, sequencer, writer: Some(writer), checkpoints }
     }
 
     /// Seals the open window and waits until everything acknowledged is on disk.
     pub async fn seal_and_flush(&self) {
         let _ = self.sequencer.send(SealAndFlush).await;
+    }
+
+    /// Writes a checkpoint covering every sealed segment and waits for it (shutdown).
+    pub async fn checkpoint_now(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.checkpoints.send(CheckpointRequest::Now(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// Waits for the writer thread to finish after every actor holding its queue stopped.

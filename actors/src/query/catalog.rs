@@ -67,6 +67,11 @@ impl Catalog {
         Catalog::default()
     }
 
+    /// A catalog restored from a checkpoint.
+    pub fn from_parts(segments: Vec<SegmentMeta>, runs: HashMap<Arc<str>, Vec<ProductRun>>) -> Catalog {
+        Catalog { segments, runs, tail: Vec::new() }
+    }
+
     /// Number of sealed segments.
     pub fn segment_count(&self) -> usize {
         self.segments.len()

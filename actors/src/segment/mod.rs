@@ -5,6 +5,7 @@
 //! fsync off the actor threads. The request is released by the writer once its event is
 //! durable.
 
+pub mod checkpoint;
 pub mod data_dir;
 pub mod format;
 pub mod recovery;

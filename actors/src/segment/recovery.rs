@@ -10,6 +10,7 @@ use crate::error::StorageError;
 use crate::event::Event;
 use crate::product::LastPrice;
 use crate::query::catalog::Catalog;
+use crate::segment::checkpoint;
 use crate::segment::data_dir::{sorted_names, sync_dir, write_atomically, DataDir};
 use crate::segment::format::{encode_segment, parse_segment, parse_wal, parse_wal_file_name, SegmentName};
 use crate::sequencer::SequenceStart;
@@ -30,7 +31,9 @@ pub struct Recovered {
 /// Figures logged at the end of recovery.
 #[derive(Debug, Default, Clone)]
 pub struct RecoveryStats {
-    /// Segment files loaded.
+    /// Segments restored from the checkpoint without being read.
+    pub checkpoint_segments: usize,
+    /// Segment files read and replayed.
     pub segments: usize,
     /// Events replayed.
     pub events: u64,
@@ -73,11 +76,12 @@ impl Replay {
 pub fn recover(dir: &DataDir, window: Duration) -> Result<Recovered, StorageError> {
     let started = Instant::now();
     let mut stats = RecoveryStats::default();
-    let mut replay = Replay { prices: HashMap::new(), catalog: Catalog::new(), next_seq: 1, last_ts: 0, last_window: None };
     let names = sorted_names(&dir.results)?;
+    let (mut replay, covered) = from_checkpoint(dir, &names);
+    stats.checkpoint_segments = covered;
     let total = names.len();
     let mut last_log = Instant::now();
-    for (i, file) in names.into_iter().enumerate() {
+    for (i, file) in names.into_iter().enumerate().skip(covered) {
         let path = dir.results.join(&file);
         let parsed = SegmentName::parse(&file).ok_or_else(|| "file name is not a segment name".to_string()).and_then(|name| {
             let bytes = fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
@@ -116,6 +120,31 @@ pub fn recover(dir: &DataDir, window: Duration) -> Result<Recovered, StorageErro
         catalog: replay.catalog,
         stats,
     })
+}
+
+/// The state as of the checkpoint, and how many of `names` it covers (0 without a usable one).
+fn from_checkpoint(dir: &DataDir, names: &[String]) -> (Replay, usize) {
+    let empty = Replay { prices: HashMap::new(), catalog: Catalog::new(), next_seq: 1, last_ts: 0, last_window: None };
+    let cp = match checkpoint::load(&dir.root) {
+        Ok(Some(cp)) => cp,
+        Ok(None) => return (empty, 0),
+        Err(reason) => {
+            tracing::warn!(reason, "ignoring damaged checkpoint; replaying every segment");
+            return (empty, 0);
+        }
+    };
+    let n = cp.segments.len();
+    let matches = n <= names.len() && cp.segments.iter().zip(names).all(|(meta, file)| SegmentName::parse(file).as_ref() == Some(&meta.name));
+    if !matches {
+        tracing::warn!("checkpoint does not match results/; replaying every segment");
+        return (empty, 0);
+    }
+    tracing::info!(segments = n, products = cp.products.len(), "loaded checkpoint");
+    let runs = cp.catalog_runs();
+    let last_window = cp.segments.last().map(|s| s.name.window_start);
+    let prices = cp.products.into_iter().map(|(id, p)| (id, p.last)).collect();
+    let catalog = Catalog::from_parts(cp.segments, runs);
+    (Replay { prices, catalog, next_seq: cp.next_seq, last_ts: cp.last_ts, last_window }, n)
 }
 
 /// Seals the complete records of every WAL into `results/` (the window a crash left open),
@@ -159,4 +188,101 @@ fn quarantine(dir: &DataDir, file: &str, reason: &str) -> Result<(), StorageErro
     tracing::error!(file, reason, "moving unreadable file to quarantine/");
     fs::rename(&from, &to).map_err(StorageError::io("quarantine", &from))?;
     sync_dir(from.parent().unwrap_or(&dir.root))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::Price;
+    use crate::segment::checkpoint::{Checkpointer, FILE_NAME};
+    use crate::segment::format::encode_segment;
+
+    const SEC: i64 = 1_000_000_000;
+
+    fn write_segments(dir: &DataDir, windows: std::ops::Range<i64>, next_seq: &mut u64, last: &mut HashMap<String, Price>) {
+        for w in windows {
+            let mut events = Vec::new();
+            for k in 0..(w % 5 + 1) {
+                let id = format!("p{}", (w * 7 + k) % 11);
+                let price = Price::parse(&format!("{w}.{k}0")).unwrap();
+                events.push(Event {
+                    seq: *next_seq,
+                    timestamp: w * SEC + k,
+                    product_id: Arc::from(id.as_str()),
+                    price: price.clone(),
+                    previous_price: last.insert(id, price),
+                });
+                *next_seq += 1;
+            }
+            let name = SegmentName { window_start: w * SEC, first_seq: events[0].seq, count: events.len() as u32 };
+            fs::write(dir.results.join(name.file_name()), encode_segment(&events)).unwrap();
+        }
+    }
+
+    fn summary(r: &Recovered) -> (Vec<(String, String, i64, u64, usize, u64)>, u64, i64, usize) {
+        let mut v: Vec<_> = r
+            .prices
+            .iter()
+            .map(|(id, p)| {
+                let (runs, count) = r.catalog.product_extent(id, r.catalog.segment_count());
+                (id.to_string(), p.price.to_string(), p.timestamp, p.seq, runs, count)
+            })
+            .collect();
+        v.sort();
+        (v, r.start.next_seq, r.start.floor, r.catalog.segment_count())
+    }
+
+    #[test]
+    fn checkpoint_plus_tail_equals_full_replay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let (mut seq, mut last) = (1, HashMap::new());
+        let checkpointer = Checkpointer {
+            root: dir.root.clone(),
+            staging: dir.staging.clone(),
+            results: dir.results.clone(),
+            interval: Duration::from_secs(60),
+            metrics: crate::metrics::Metrics::new(),
+        };
+        write_segments(&dir, 100..120, &mut seq, &mut last);
+        checkpointer.checkpoint();
+        write_segments(&dir, 120..150, &mut seq, &mut last);
+        checkpointer.checkpoint();
+        write_segments(&dir, 150..160, &mut seq, &mut last);
+        let with = recover(&dir, Duration::from_secs(1)).unwrap();
+        assert_eq!(with.stats.checkpoint_segments, 50);
+        assert_eq!(with.stats.segments, 10);
+        fs::remove_file(dir.root.join(FILE_NAME)).unwrap();
+        let without = recover(&dir, Duration::from_secs(1)).unwrap();
+        assert_eq!(without.stats.segments, 60);
+        assert_eq!(summary(&with), summary(&without));
+    }
+
+    #[test]
+    fn damaged_or_stale_checkpoint_falls_back_to_full_replay() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let (mut seq, mut last) = (1, HashMap::new());
+        let checkpointer = Checkpointer {
+            root: dir.root.clone(),
+            staging: dir.staging.clone(),
+            results: dir.results.clone(),
+            interval: Duration::from_secs(60),
+            metrics: crate::metrics::Metrics::new(),
+        };
+        write_segments(&dir, 100..110, &mut seq, &mut last);
+        checkpointer.checkpoint();
+        let path = dir.root.join(FILE_NAME);
+        let mut bytes = fs::read(&path).unwrap();
+        let mid = bytes.len() / 2;
+        bytes[mid] ^= 0xff;
+        fs::write(&path, &bytes).unwrap();
+        let r = recover(&dir, Duration::from_secs(1)).unwrap();
+        assert_eq!((r.stats.checkpoint_segments, r.stats.segments), (0, 10));
+        checkpointer.checkpoint();
+        let first = fs::read_dir(&dir.results).unwrap().map(|e| e.unwrap().path()).min().unwrap();
+        fs::remove_file(first).unwrap();
+        let r = recover(&dir, Duration::from_secs(1)).unwrap();
+        assert_eq!((r.stats.checkpoint_segments, r.stats.segments), (0, 9));
+    }
 }
