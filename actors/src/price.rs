@@ -56,6 +56,12 @@ impl Price {
         }
     }
 
+    /// A literal that was validated when it was first stored (checkpoint load, guarded by a
+    /// checksum); skips re-validation on the start-up path.
+    pub fn from_trusted(literal: &str) -> Price {
+        Price(Arc::from(literal))
+    }
+
     /// The literal exactly as received.
     pub fn as_str(&self) -> &str {
         &self.0

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use actix::Message;
-use opentelemetry::trace::TraceContextExt;
+use opentelemetry::trace::{SpanContext, TraceContextExt};
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -59,5 +59,24 @@ pub fn link_spans(batch: &Span, requests: &[Span]) {
         if cx.is_valid() {
             batch.add_link(cx);
         }
+    }
+}
+
+/// The OpenTelemetry identity of `span`, if it is exported: kept instead of the span itself
+/// where holding the span would keep it open (and unexported) for too long.
+pub fn span_context(span: &Span) -> Option<SpanContext> {
+    if span.is_disabled() {
+        return None;
+    }
+    Some(span.context().span().span_context().clone()).filter(SpanContext::is_valid)
+}
+
+/// Links a batch span to request spans known by their [`span_context`].
+pub fn link_contexts(batch: &Span, requests: &[SpanContext]) {
+    if batch.is_disabled() {
+        return;
+    }
+    for cx in requests.iter().take(MAX_LINKS) {
+        batch.add_link(cx.clone());
     }
 }

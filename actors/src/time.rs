@@ -25,7 +25,34 @@ pub fn format_epoch(t: Nanos) -> String {
 
 /// Parses RFC 3339 with any offset (and lower-case `t`/`z`) into nanoseconds.
 pub fn parse_rfc3339(s: &str) -> Option<Nanos> {
-    DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt()
+    parse_stored(s).or_else(|| DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt())
+}
+
+/// Fast path for the exact form this service writes (`YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`), which
+/// segment parsing meets millions of times.
+fn parse_stored(s: &str) -> Option<Nanos> {
+    let b = s.as_bytes();
+    if b.len() != 30 || b[4] != b'-' || b[7] != b'-' || b[10] != b'T' || b[13] != b':' || b[16] != b':' || b[19] != b'.' || b[29] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0i64, |acc, &d| d.is_ascii_digit().then(|| acc * 10 + i64::from(d - b'0')))
+    };
+    let (y, m, d) = (num(0, 4)?, num(5, 7)?, num(8, 10)?);
+    let (hh, mm, ss, nanos) = (num(11, 13)?, num(14, 16)?, num(17, 19)?, num(20, 29)?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) || hh > 23 || mm > 59 || ss > 59 {
+        return None;
+    }
+    // Days from civil (H. Hinnant), proleptic Gregorian.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    let secs = days * 86_400 + hh * 3600 + mm * 60 + ss;
+    secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)
 }
 
 /// Parses non-negative fractional epoch seconds (`1764774245.123456789`) exactly.
@@ -80,6 +107,9 @@ mod tests {
         assert_eq!(parse_epoch("1764774245.123456789"), Some(t));
         assert_eq!(format_rfc3339(t), "2025-12-03T15:04:05.123456789Z");
         assert_eq!(parse_rfc3339(&format_rfc3339(t)), Some(t));
+        for t in [0, 951_782_400_123_456_789, 4_107_542_399_999_999_999, 1_709_164_800_000_000_001] {
+            assert_eq!(parse_stored(&format_rfc3339(t)), Some(t), "{}", format_rfc3339(t));
+        }
         assert_eq!(parse_rfc3339("2025-12-03t16:04:05.123456789+01:00"), Some(t));
         assert_eq!(parse_instant("2025-12-03T15:04:05.123456789z"), Some(t));
         assert_eq!(parse_epoch("1764774245.5"), Some(1_764_774_245_500_000_000));

@@ -41,7 +41,7 @@ pub struct ProductEntry {
     pub runs: Vec<(u32, u32)>,
 }
 
-/// The decoded checkpoint.
+/// The decoded checkpoint, in the shapes recovery needs.
 #[derive(Debug, Default)]
 pub struct Checkpoint {
     /// Next sequence number after the covered segments.
@@ -50,30 +50,21 @@ pub struct Checkpoint {
     pub last_ts: Nanos,
     /// Metadata of each covered segment, in order.
     pub segments: Vec<SegmentMeta>,
-    /// Every product, by id.
-    pub products: BTreeMap<Arc<str>, ProductEntry>,
+    /// Last durable price of every product.
+    pub prices: HashMap<Arc<str>, LastPrice>,
+    /// Every product's runs over the covered segments.
+    pub runs: HashMap<Arc<str>, Vec<ProductRun>>,
 }
 
-impl Checkpoint {
-    /// Runs in the catalog's form (with `before` counts).
-    pub fn catalog_runs(&self) -> HashMap<Arc<str>, Vec<ProductRun>> {
-        self.products
-            .iter()
-            .map(|(id, p)| {
-                let mut before = 0u64;
-                let runs = p
-                    .runs
-                    .iter()
-                    .map(|&(segment, count)| {
-                        let r = ProductRun { segment, count, before };
-                        before += u64::from(count);
-                        r
-                    })
-                    .collect();
-                (Arc::clone(id), runs)
-            })
-            .collect()
-    }
+fn catalog_runs(runs: &[(u32, u32)]) -> Vec<ProductRun> {
+    let mut before = 0u64;
+    runs.iter()
+        .map(|&(segment, count)| {
+            let r = ProductRun { segment, count, before };
+            before += u64::from(count);
+            r
+        })
+        .collect()
 }
 
 struct Writer {
@@ -146,7 +137,7 @@ impl<'a> Reader<'a> {
         let id_len = self.u16()? as usize;
         let id = self.str(id_len)?;
         let price_len = self.u8()? as usize;
-        let price = Price::parse(self.str(price_len)?).map_err(|e| e.to_string())?;
+        let price = Price::from_trusted(self.str(price_len)?);
         let timestamp = self.i64()?;
         let seq = self.u64()?;
         let n = self.u32()? as usize;
@@ -210,12 +201,15 @@ impl RawCheckpoint {
 /// Loads `dir/checkpoint.bin`: `Ok(None)` when there is none, `Err` when it is damaged.
 pub fn load(root: &std::path::Path) -> Result<Option<Checkpoint>, String> {
     let Some(raw) = read_raw(&root.join(FILE_NAME))? else { return Ok(None) };
-    let mut products = BTreeMap::new();
+    let n = raw.products as usize;
+    let (mut prices, mut runs) = (HashMap::with_capacity(n), HashMap::with_capacity(n));
     for entry in raw.entries() {
         let (id, p) = entry?;
-        products.insert(Arc::from(id), p);
+        let id: Arc<str> = Arc::from(id);
+        runs.insert(Arc::clone(&id), catalog_runs(&p.runs));
+        prices.insert(id, p.last);
     }
-    Ok(Some(Checkpoint { next_seq: raw.next_seq, last_ts: raw.last_ts, segments: raw.segments, products }))
+    Ok(Some(Checkpoint { next_seq: raw.next_seq, last_ts: raw.last_ts, segments: raw.segments, prices, runs }))
 }
 
 /// Folds the segments named in `names[from..]` into the checkpoint at `root` (or into an empty

@@ -139,12 +139,10 @@ fn from_checkpoint(dir: &DataDir, names: &[String]) -> (Replay, usize) {
         tracing::warn!("checkpoint does not match results/; replaying every segment");
         return (empty, 0);
     }
-    tracing::info!(segments = n, products = cp.products.len(), "loaded checkpoint");
-    let runs = cp.catalog_runs();
+    tracing::info!(segments = n, products = cp.prices.len(), "loaded checkpoint");
     let last_window = cp.segments.last().map(|s| s.name.window_start);
-    let prices = cp.products.into_iter().map(|(id, p)| (id, p.last)).collect();
-    let catalog = Catalog::from_parts(cp.segments, runs);
-    (Replay { prices, catalog, next_seq: cp.next_seq, last_ts: cp.last_ts, last_window }, n)
+    let catalog = Catalog::from_parts(cp.segments, cp.runs);
+    (Replay { prices: cp.prices, catalog, next_seq: cp.next_seq, last_ts: cp.last_ts, last_window }, n)
 }
 
 /// Seals the complete records of every WAL into `results/` (the window a crash left open),

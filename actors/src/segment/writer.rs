@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 use crate::query::catalog::Catalog;
 use crate::segment::data_dir::{sync_dir, write_atomically, DataDir};
 use crate::segment::format::{encode_segment, encode_wal_line, wal_file_name, SegmentName};
-use crate::telemetry::link_spans;
+use crate::telemetry::{link_contexts, link_spans, span_context, MAX_LINKS};
 use crate::time::Nanos;
 
 /// Where an event's request waits for durability.
@@ -63,6 +63,8 @@ struct OpenWindow {
     wal: File,
     wal_name: String,
     events: Vec<Event>,
+    /// The request spans of its first events, linked from the seal span.
+    links: Vec<opentelemetry::trace::SpanContext>,
 }
 
 /// The state of the writer thread.
@@ -112,7 +114,9 @@ impl SegmentWriter {
             Err(None)
         } else {
             let commit_span = tracing::info_span!("FileSegment group commit", events = tracing::field::Empty);
-            let r = self.write_batch(batch.drain(..), &mut waiters, &mut barriers, &mut published, &mut spans);
+            // Entered, so that the seal of a window done in this batch nests under it.
+            let r = commit_span
+                .in_scope(|| self.write_batch(batch.drain(..), &mut waiters, &mut barriers, &mut published, &mut spans));
             commit_span.record("events", waiters.len());
             link_spans(&commit_span, &spans);
             r.map_err(Some)
@@ -175,8 +179,11 @@ impl SegmentWriter {
                     }
                     encode_wal_line(&event, &mut buf);
                     waiters.push((waiter, Ack { seq: event.seq, timestamp: event.timestamp }));
-                    spans.push(span);
                     let window = self.open.as_mut().expect("window opened above");
+                    if window.links.len() < MAX_LINKS {
+                        window.links.extend(span_context(&span));
+                    }
+                    spans.push(span);
                     window.events.push(event.clone());
                     published.push(Published::Event(event));
                 }
@@ -195,7 +202,7 @@ impl SegmentWriter {
         let path = self.dir.wal.join(&wal_name);
         let wal = OpenOptions::new().create(true).append(true).open(&path).map_err(StorageError::io("create WAL", &path))?;
         sync_dir(&self.dir.wal)?;
-        self.open = Some(OpenWindow { start, wal, wal_name, events: Vec::new() });
+        self.open = Some(OpenWindow { start, wal, wal_name, events: Vec::new(), links: Vec::new() });
         Ok(())
     }
 
@@ -220,7 +227,9 @@ impl SegmentWriter {
             return Ok(None);
         }
         let window = self.open.take().expect("checked above");
-        let _span = tracing::info_span!("FileSegment seal window", records = window.events.len()).entered();
+        let span = tracing::info_span!("FileSegment seal window", records = window.events.len());
+        link_contexts(&span, &window.links);
+        let _span = span.entered();
         let name = SegmentName { window_start: start, first_seq: window.events[0].seq, count: window.events.len() as u32 };
         write_atomically(&self.dir.staging, &self.dir.results, &name.file_name(), &encode_segment(&window.events))?;
         let wal_path = self.dir.wal.join(&window.wal_name);
