@@ -8,6 +8,7 @@
 
 pub mod catalog;
 
+use std::collections::HashMap;
 use std::fs;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -57,9 +58,32 @@ pub enum QueryError {
     },
 }
 
+/// A parsed segment with the positions of each product's records, so that a product's page
+/// inside a segment is found without scanning the segment.
+pub struct LoadedSegment {
+    /// The records in sequence order.
+    pub events: Vec<Event>,
+    by_product: HashMap<Arc<str>, Vec<u32>>,
+}
+
+impl LoadedSegment {
+    fn new(events: Vec<Event>) -> LoadedSegment {
+        let mut by_product: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
+        for (i, e) in events.iter().enumerate() {
+            by_product.entry(Arc::clone(&e.product_id)).or_default().push(i as u32);
+        }
+        LoadedSegment { events, by_product }
+    }
+
+    /// The product's records in this segment, in order.
+    fn of_product<'a>(&'a self, product: &str) -> impl Iterator<Item = &'a Event> + 'a {
+        self.by_product.get(product).into_iter().flatten().map(|&i| &self.events[i as usize])
+    }
+}
+
 /// Parsed segments shared by all planner threads, least recently used evicted first.
 pub struct SegmentCache {
-    entries: Mutex<LruCache<usize, Arc<Vec<Event>>>>,
+    entries: Mutex<LruCache<usize, Arc<LoadedSegment>>>,
 }
 
 impl SegmentCache {
@@ -98,7 +122,7 @@ impl QueryPlanner {
         self.catalog.read().expect("catalog lock poisoned")
     }
 
-    fn load(&self, index: usize, cost: &mut Cost) -> Result<Arc<Vec<Event>>, QueryError> {
+    fn load(&self, index: usize, cost: &mut Cost) -> Result<Arc<LoadedSegment>, QueryError> {
         cost.planned += 1;
         if let Some(hit) = self.cache.entries.lock().expect("cache lock poisoned").get(&index) {
             return Ok(Arc::clone(hit));
@@ -107,11 +131,11 @@ impl QueryPlanner {
         let file = name.file_name();
         let fail = |reason: String| QueryError::Segment { file: file.clone(), reason };
         let bytes = fs::read(self.results.join(&file)).map_err(|e| fail(e.to_string()))?;
-        let events = Arc::new(parse_segment(&bytes, name.first_seq).map_err(|e| fail(e.to_string()))?);
+        let segment = Arc::new(LoadedSegment::new(parse_segment(&bytes, name.first_seq).map_err(|e| fail(e.to_string()))?));
         cost.opened += 1;
         self.metrics.segments_opened.inc();
-        self.cache.entries.lock().expect("cache lock poisoned").put(index, Arc::clone(&events));
-        Ok(events)
+        self.cache.entries.lock().expect("cache lock poisoned").put(index, Arc::clone(&segment));
+        Ok(segment)
     }
 
     /// Sequence number of the first event at or after `t` among the first `n` segments.
@@ -123,7 +147,7 @@ impl QueryPlanner {
         if i == n {
             return Ok(end);
         }
-        let events = self.load(i, cost)?;
+        let events = &self.load(i, cost)?.events;
         let first = events.first().map_or(end, |e| e.seq);
         Ok(first + events.partition_point(|e| e.timestamp < t) as u64)
     }
@@ -133,7 +157,8 @@ impl QueryPlanner {
         let mut rows = Vec::new();
         while start < end {
             let Some(i) = self.catalog().segment_holding(start, n) else { break };
-            let events = self.load(i, cost)?;
+            let segment = self.load(i, cost)?;
+            let events = &segment.events;
             let first = events.first().map_or(start, |e| e.seq);
             let from = start.saturating_sub(first) as usize;
             let to = ((end - first) as usize).min(events.len());
@@ -146,8 +171,8 @@ impl QueryPlanner {
     /// How many of the product's events among its first `len` runs come before `t`.
     fn product_pos_at(&self, product: &str, t: i64, len: usize, count: u64, cost: &mut Cost) -> Result<u64, QueryError> {
         let Some(run) = self.catalog().product_run_reaching(product, t, len) else { return Ok(count) };
-        let events = self.load(run.segment as usize, cost)?;
-        let before = events.iter().filter(|e| *e.product_id == *product && e.timestamp < t).count();
+        let segment = self.load(run.segment as usize, cost)?;
+        let before = segment.of_product(product).take_while(|e| e.timestamp < t).count();
         Ok(run.before + before as u64)
     }
 
@@ -156,10 +181,10 @@ impl QueryPlanner {
         let mut rows = Vec::new();
         while start < end {
             let Some(run) = self.catalog().product_run_holding(product, start, len) else { break };
-            let events = self.load(run.segment as usize, cost)?;
+            let segment = self.load(run.segment as usize, cost)?;
             let skip = (start - run.before) as usize;
             let take = (end - start).min(u64::from(run.count) - skip as u64) as usize;
-            rows.extend(events.iter().filter(|e| *e.product_id == *product).skip(skip).take(take).cloned());
+            rows.extend(segment.of_product(product).skip(skip).take(take).cloned());
             start = run.before + u64::from(run.count);
         }
         Ok(rows)
