@@ -107,7 +107,7 @@ pub fn init() -> Result<Telemetry, String> {
     let registry = tracing_subscriber::registry().with(filter).with(otel);
     if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(false))
+            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(true))
             .try_init()
     } else {
         registry
@@ -150,14 +150,17 @@ impl RootSpanBuilder for ServerSpan {
             otel.status_code = Empty,
             product.id = Empty,
             trace_id = Empty,
+            span_id = Empty,
         );
         let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
         if parent.span().span_context().is_valid() {
             let _ = span.set_parent(parent);
         }
-        let trace_id = span.context().span().span_context().trace_id();
-        if trace_id != opentelemetry::trace::TraceId::INVALID {
-            span.record("trace_id", trace_id.to_string());
+        let cx = span.context();
+        let sc = cx.span().span_context();
+        if sc.is_valid() {
+            span.record("trace_id", sc.trace_id().to_string());
+            span.record("span_id", sc.span_id().to_string());
         }
         span
     }
