@@ -157,7 +157,7 @@ impl RootSpanBuilder for ServerSpan {
             let _ = span.set_parent(parent);
         }
         let cx = span.context();
-        let sc = cx.span().span_context();
+        let sc = cx.span().span_context().clone();
         if sc.is_valid() {
             span.record("trace_id", sc.trace_id().to_string());
             span.record("span_id", sc.span_id().to_string());
