@@ -9,12 +9,61 @@ mod verify;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 use config::{Cli, Command};
 
+/// The command line, with every `REPRICER_*` variable listed in `repricer --help` (R13).
+fn command() -> clap::Command {
+    let cmd = Cli::command();
+    let mut vars: Vec<(String, Vec<String>)> = Vec::new();
+    for sub in cmd.get_subcommands() {
+        for arg in sub.get_arguments() {
+            let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else { continue };
+            let env = env.to_string_lossy().into_owned();
+            let flag = format!("{} --{long}", sub.get_name());
+            match vars.iter_mut().find(|(e, _)| *e == env) {
+                Some((_, flags)) => flags.push(flag),
+                None => vars.push((env, vec![flag])),
+            }
+        }
+    }
+    let width = vars.iter().map(|(e, _)| e.len()).max().unwrap_or(0);
+    let mut text = String::from("Environment variables (each sets the flag of the same name; a flag wins over its variable):");
+    for (env, flags) in vars {
+        text.push_str(&format!("\n  {env:<width$}  {}", flags.join(", ")));
+    }
+    cmd.after_help(text)
+}
+
+/// A command-line error in one line: the message without clap's usage and hint lines.
+fn one_line(error: &clap::Error) -> String {
+    let rendered = error.render().to_string();
+    let parts: Vec<&str> = rendered
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .collect();
+    parts.join(" ").trim_start_matches("error: ").to_string()
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let matches = match command().try_get_matches() {
+        Ok(m) => m,
+        // --help, --version, or no subcommand at all: clap prints the help itself.
+        Err(e) if !e.use_stderr() || e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => e.exit(),
+        Err(e) => {
+            eprintln!("repricer: invalid configuration: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => {
+            eprintln!("repricer: invalid configuration: {}", one_line(&e));
+            return ExitCode::from(2);
+        }
+    };
     match cli.command {
         Command::Serve(config) => {
             if let Err(e) = config.validate() {
@@ -28,9 +77,11 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
-            let outcome = actix_web::rt::System::new().block_on(serve::run(config, Arc::clone(&telemetry)));
+            let runner = actix_web::rt::System::new();
+            let outcome = runner.block_on(serve::run(config, Arc::clone(&telemetry)));
             match outcome {
                 Ok(()) => {
+                    drop(runner);
                     tracing::info!("stopped cleanly");
                     ExitCode::SUCCESS
                 }
@@ -38,7 +89,10 @@ fn main() -> ExitCode {
                     tracing::error!(error = %e, "cannot start");
                     eprintln!("repricer: cannot start: {e}");
                     telemetry.shutdown();
-                    ExitCode::from(2)
+                    // Exit without tearing down the runtime: actors started before the failure
+                    // (e.g. the API port is taken) never ran, and dropping them would run their
+                    // start-up hooks outside a runtime and panic.
+                    std::process::exit(2)
                 }
             }
         }

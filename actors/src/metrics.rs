@@ -27,6 +27,11 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// The mailbox-depth gauge of one actor kind.
+    pub fn depth(&self, actor: &str) -> IntGauge {
+        self.mailbox_depth.with_label_values(&[actor])
+    }
+
     /// Creates and registers the metrics.
     pub fn new() -> Metrics {
         let registry = Registry::new();

@@ -9,6 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use actix::prelude::*;
+use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
 use crate::error::ActorError;
@@ -68,17 +69,18 @@ struct ProductState {
 pub struct ProductActor {
     products: HashMap<Arc<str>, ProductState>,
     sequencer: Addr<Sequencer>,
+    sequencer_depth: IntGauge,
     mailbox_capacity: usize,
 }
 
 impl ProductActor {
     /// A shard restored with `prices` from disk.
-    pub fn new(prices: Vec<(Arc<str>, LastPrice)>, sequencer: Addr<Sequencer>, mailbox_capacity: usize) -> ProductActor {
+    pub fn new(prices: Vec<(Arc<str>, LastPrice)>, sequencer: Addr<Sequencer>, sequencer_depth: IntGauge, mailbox_capacity: usize) -> ProductActor {
         let products = prices
             .into_iter()
             .map(|(id, last)| (id, ProductState { assigned: Some(last.price.clone()), durable: Some(last) }))
             .collect();
-        ProductActor { products, sequencer, mailbox_capacity }
+        ProductActor { products, sequencer, sequencer_depth, mailbox_capacity }
     }
 }
 
@@ -105,7 +107,7 @@ impl Handler<Traced<Reprice>> for ProductActor {
         let previous = state.assigned.replace(price.clone());
         let (tx, rx) = oneshot::channel();
         let sequence = Sequence { product_id: Arc::clone(&key), price: price.clone(), previous_price: previous.clone(), reply: tx };
-        if self.sequencer.try_send(Traced::new(sequence)).is_err() {
+        if self.sequencer.try_send(Traced::new(sequence, &self.sequencer_depth)).is_err() {
             state.assigned = previous;
             if state.assigned.is_none() {
                 self.products.remove(&key);

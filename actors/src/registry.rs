@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use actix::dev::SendError;
 use actix::prelude::*;
+use prometheus::IntGauge;
 use futures_util::future::join_all;
 
 use crate::error::ActorError;
@@ -19,6 +20,7 @@ use crate::telemetry::Traced;
 /// The registry actor, holding the address of every shard.
 pub struct ProductRegistry {
     shards: Vec<Addr<ProductActor>>,
+    shard_depth: IntGauge,
     mailbox_capacity: usize,
 }
 
@@ -31,9 +33,9 @@ pub fn shard_of(product_id: &str, shards: usize) -> usize {
 
 impl ProductRegistry {
     /// A registry over started shards.
-    pub fn new(shards: Vec<Addr<ProductActor>>, mailbox_capacity: usize) -> ProductRegistry {
+    pub fn new(shards: Vec<Addr<ProductActor>>, shard_depth: IntGauge, mailbox_capacity: usize) -> ProductRegistry {
         assert!(!shards.is_empty(), "at least one product shard");
-        ProductRegistry { shards, mailbox_capacity }
+        ProductRegistry { shards, shard_depth, mailbox_capacity }
     }
 
     fn shard(&self, product_id: &str) -> &Addr<ProductActor> {
@@ -55,7 +57,7 @@ impl Handler<Traced<Reprice>> for ProductRegistry {
     fn handle(&mut self, traced: Traced<Reprice>, _: &mut Self::Context) {
         let span = hop_span!(traced, "ProductRegistry route Reprice");
         let _entered = span.enter();
-        let forwarded = Traced::new(traced.msg);
+        let forwarded = Traced::new(traced.msg, &self.shard_depth);
         if let Err(SendError::Full(m) | SendError::Closed(m)) = self.shard(&forwarded.msg.product_id).try_send(forwarded) {
             let _ = m.msg.reply.send(Err(ActorError::Overloaded));
         }
@@ -68,7 +70,7 @@ impl Handler<Traced<GetPrice>> for ProductRegistry {
     fn handle(&mut self, traced: Traced<GetPrice>, _: &mut Self::Context) {
         let span = hop_span!(traced, "ProductRegistry route GetPrice");
         let _entered = span.enter();
-        let forwarded = Traced::new(traced.msg);
+        let forwarded = Traced::new(traced.msg, &self.shard_depth);
         // A dropped reply tells the caller the read could not be queued.
         let _ = self.shard(&forwarded.msg.product_id).try_send(forwarded);
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
 use crate::error::ActorError;
@@ -86,6 +87,7 @@ pub struct Sequencer {
     window_len: Nanos,
     open_window: Option<(Nanos, Instant)>,
     segment: Addr<FileSegment>,
+    segment_depth: IntGauge,
     health: Arc<Health>,
     metrics: Metrics,
     mailbox_capacity: usize,
@@ -107,6 +109,7 @@ impl Sequencer {
             window_len: window.as_nanos() as Nanos,
             open_window: None,
             segment,
+            segment_depth: metrics.depth("FileSegment"),
             health,
             metrics,
             mailbox_capacity,
@@ -115,7 +118,7 @@ impl Sequencer {
 
     fn seal_open_window(&mut self) {
         if let Some((start, _)) = self.open_window.take() {
-            self.segment.do_send(Traced::new(SealWindow { window_start: start }));
+            self.segment.do_send(Traced::new(SealWindow { window_start: start }, &self.segment_depth));
             self.clock.raise_floor(start + self.window_len);
         }
     }
@@ -166,7 +169,7 @@ impl Handler<Traced<Sequence>> for Sequencer {
         span.record("event.seq", seq);
         self.metrics.events_sequenced.inc();
         let event = Event { seq, timestamp, product_id, price, previous_price };
-        self.segment.do_send(Traced::new(Append { event, window_start, waiter: reply }));
+        self.segment.do_send(Traced::new(Append { event, window_start, waiter: reply }, &self.segment_depth));
     }
 }
 

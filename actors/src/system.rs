@@ -73,7 +73,7 @@ impl ActorSystem {
             .name("segment-writer".into())
             .spawn(move || writer.run(job_queue))
             .expect("spawn segment writer thread");
-        let segment = FileSegment::new(jobs).start();
+        let segment = FileSegment::new(jobs, metrics.depth("SegmentWriter")).start();
         let sequencer = Sequencer::new(recovered.start, config.window, segment, health, metrics.clone(), config.mailbox_capacity).start();
         let shards = config.product_shards.max(1);
         let mut parts: Vec<Vec<(Arc<str>, LastPrice)>> = (0..shards).map(|_| Vec::new()).collect();
@@ -82,9 +82,9 @@ impl ActorSystem {
         }
         let shard_addrs = parts
             .into_iter()
-            .map(|prices| ProductActor::new(prices, sequencer.clone(), config.mailbox_capacity).start())
+            .map(|prices| ProductActor::new(prices, sequencer.clone(), metrics.depth("Sequencer"), config.mailbox_capacity).start())
             .collect();
-        let registry = ProductRegistry::new(shard_addrs, config.mailbox_capacity).start();
+        let registry = ProductRegistry::new(shard_addrs, metrics.depth("ProductActor"), config.mailbox_capacity).start();
         let cache = Arc::new(SegmentCache::new(config.segment_cache));
         let planner = SyncArbiter::start(config.query_threads.max(1), move || {
             QueryPlanner::new(Arc::clone(&catalog), Arc::clone(&cache), results.clone(), metrics.clone())

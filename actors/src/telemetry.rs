@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use actix::Message;
 use opentelemetry::trace::{SpanContext, TraceContextExt};
+use prometheus::IntGauge;
 use tracing::Span;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
@@ -20,12 +21,25 @@ pub struct Traced<M> {
     pub span: Span,
     /// When it was queued, to show the mailbox wait.
     pub enqueued_at: Instant,
+    _queued: QueueSlot,
+}
+
+/// Counts a message in its receiver's mailbox-depth gauge from send until it is handled (or
+/// dropped because the mailbox was full).
+struct QueueSlot(IntGauge);
+
+impl Drop for QueueSlot {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 impl<M> Traced<M> {
-    /// Wraps `msg` with the current span.
-    pub fn new(msg: M) -> Traced<M> {
-        Traced { msg, span: Span::current(), enqueued_at: Instant::now() }
+    /// Wraps `msg` with the current span, counted in `depth` (the receiver's mailbox gauge)
+    /// until handled.
+    pub fn new(msg: M, depth: &IntGauge) -> Traced<M> {
+        depth.inc();
+        Traced { msg, span: Span::current(), enqueued_at: Instant::now(), _queued: QueueSlot(depth.clone()) }
     }
 
     /// Microseconds the message waited in the mailbox.

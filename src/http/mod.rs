@@ -34,6 +34,10 @@ pub struct ApiState {
     pub product_admission: Admission,
     /// In-flight limit of `GET /api/query`.
     pub query_admission: Admission,
+    /// Mailbox-depth gauge of the ProductRegistry.
+    pub registry_depth: prometheus::IntGauge,
+    /// Mailbox-depth gauge of the QueryPlanner.
+    pub planner_depth: prometheus::IntGauge,
 }
 
 /// Registers the API routes.

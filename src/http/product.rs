@@ -36,7 +36,7 @@ pub async fn product_price(state: web::Data<ApiState>, req: HttpRequest) -> Resu
     let (reply, answer) = oneshot::channel();
     state
         .registry
-        .try_send(Traced::new(GetPrice { product_id: product_id.clone(), reply }))
+        .try_send(Traced::new(GetPrice { product_id: product_id.clone(), reply }, &state.registry_depth))
         .map_err(|_| ActorError::Overloaded)?;
     let last = answer.await.map_err(|_| ActorError::Overloaded)?;
     let last = last.ok_or_else(|| ApiError::NotFound(format!("no price known for product {product_id:?}")))?;

@@ -129,7 +129,7 @@ pub async fn query(state: web::Data<ApiState>, req: HttpRequest) -> Result<HttpR
         page_number: params.page_number,
         page_size: params.page_size,
     };
-    let page = state.planner.send(Traced::new(run)).await.map_err(|_| ActorError::ShuttingDown)??;
+    let page = state.planner.send(Traced::new(run, &state.planner_depth)).await.map_err(|_| ActorError::ShuttingDown)??;
     let mut body = Vec::with_capacity(page.rows.len() * 96 + 2);
     body.push(b'[');
     for (i, e) in page.rows.iter().enumerate() {

@@ -85,7 +85,7 @@ pub async fn reprice(state: web::Data<ApiState>, req: HttpRequest, payload: web:
     let (reply, outcome) = oneshot::channel();
     state
         .registry
-        .try_send(Traced::new(Reprice { product_id, price, reply }))
+        .try_send(Traced::new(Reprice { product_id, price, reply }, &state.registry_depth))
         .map_err(|_| ActorError::Overloaded)?;
     outcome.await.map_err(|_| ActorError::Overloaded)??;
     Ok(HttpResponse::Accepted().finish())

@@ -14,6 +14,7 @@ pub mod writer;
 use std::sync::mpsc::Sender;
 
 use actix::prelude::*;
+use prometheus::IntGauge;
 use tokio::sync::oneshot;
 
 use crate::error::ActorError;
@@ -51,12 +52,21 @@ pub struct Barrier(pub oneshot::Sender<()>);
 /// The FileSegment actor.
 pub struct FileSegment {
     jobs: Sender<WriteJob>,
+    writer_depth: IntGauge,
 }
 
 impl FileSegment {
-    /// An actor feeding the writer thread through `jobs`.
-    pub fn new(jobs: Sender<WriteJob>) -> FileSegment {
-        FileSegment { jobs }
+    /// An actor feeding the writer thread through `jobs`; `writer_depth` counts queued jobs.
+    pub fn new(jobs: Sender<WriteJob>, writer_depth: IntGauge) -> FileSegment {
+        FileSegment { jobs, writer_depth }
+    }
+
+    fn submit(&self, job: WriteJob) -> Result<(), WriteJob> {
+        self.writer_depth.inc();
+        self.jobs.send(job).map_err(|rejected| {
+            self.writer_depth.dec();
+            rejected.0
+        })
     }
 }
 
@@ -70,8 +80,8 @@ impl Handler<Traced<Append>> for FileSegment {
     fn handle(&mut self, traced: Traced<Append>, _: &mut Self::Context) {
         let span = hop_span!(traced, "FileSegment handle Append");
         let Append { event, window_start, waiter } = traced.msg;
-        if let Err(rejected) = self.jobs.send(WriteJob::Append { event, window_start, waiter, span }) {
-            if let WriteJob::Append { waiter, .. } = rejected.0 {
+        if let Err(rejected) = self.submit(WriteJob::Append { event, window_start, waiter, span }) {
+            if let WriteJob::Append { waiter, .. } = rejected {
                 let _ = waiter.send(Err(ActorError::ShuttingDown));
             }
         }
@@ -82,7 +92,7 @@ impl Handler<Traced<SealWindow>> for FileSegment {
     type Result = ();
 
     fn handle(&mut self, traced: Traced<SealWindow>, _: &mut Self::Context) {
-        let _ = self.jobs.send(WriteJob::Seal { window_start: traced.msg.window_start });
+        let _ = self.submit(WriteJob::Seal { window_start: traced.msg.window_start });
     }
 }
 
@@ -90,6 +100,6 @@ impl Handler<Barrier> for FileSegment {
     type Result = ();
 
     fn handle(&mut self, barrier: Barrier, _: &mut Self::Context) {
-        let _ = self.jobs.send(WriteJob::Barrier(barrier.0));
+        let _ = self.submit(WriteJob::Barrier(barrier.0));
     }
 }

@@ -101,6 +101,7 @@ impl SegmentWriter {
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
                 }
             }
+            self.metrics.depth("SegmentWriter").sub(batch.len() as i64);
             self.commit(&mut batch);
         }
     }
@@ -110,13 +111,16 @@ impl SegmentWriter {
         let mut barriers = Vec::new();
         let mut published = Vec::new();
         let mut spans = Vec::new();
+        // Jobs a failed write left unprocessed; they are answered below rather than dropped.
+        let mut unwritten = Vec::new();
         let result = if self.health.storage_failed() {
             Err(None)
         } else {
             let commit_span = tracing::info_span!("FileSegment group commit", events = tracing::field::Empty);
+            let mut jobs = batch.drain(..);
             // Entered, so that the seal of a window done in this batch nests under it.
-            let r = commit_span
-                .in_scope(|| self.write_batch(batch.drain(..), &mut waiters, &mut barriers, &mut published, &mut spans));
+            let r = commit_span.in_scope(|| self.write_batch(&mut jobs, &mut waiters, &mut barriers, &mut published, &mut spans));
+            unwritten.extend(jobs);
             commit_span.record("events", waiters.len());
             link_spans(&commit_span, &spans);
             r.map_err(Some)
@@ -144,7 +148,7 @@ impl SegmentWriter {
                 for (waiter, _) in waiters {
                     let _ = waiter.send(Err(ActorError::StorageUnavailable));
                 }
-                for job in batch.drain(..) {
+                for job in unwritten.into_iter().chain(batch.drain(..)) {
                     if let WriteJob::Append { waiter, .. } = job {
                         let _ = waiter.send(Err(ActorError::StorageUnavailable));
                     } else if let WriteJob::Barrier(done) = job {
@@ -160,7 +164,7 @@ impl SegmentWriter {
 
     fn write_batch(
         &mut self,
-        jobs: impl Iterator<Item = WriteJob>,
+        jobs: &mut impl Iterator<Item = WriteJob>,
         waiters: &mut Vec<(Waiter, Ack)>,
         barriers: &mut Vec<oneshot::Sender<()>>,
         published: &mut Vec<Published>,
