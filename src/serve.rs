@@ -42,6 +42,24 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     let metrics = Metrics::new();
     let http_metrics = HttpMetrics::register(&metrics.registry);
 
+    // Bind the API port before touching the data directory: a port conflict fails fast, and
+    // no connection is accepted before the actors exist (they wait in the backlog; readiness
+    // keeps load balancers away until recovery is done).
+    let api_listener =
+        std::net::TcpListener::bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    // A signal during recovery stops the process at once: nothing has been acknowledged yet,
+    // and recovery is safe to interrupt (it only writes with write-then-rename).
+    let (signalled, shutdown) = tokio::sync::oneshot::channel::<()>();
+    let restored = Arc::clone(&health);
+    actix_web::rt::spawn(async move {
+        wait_for_signal().await;
+        if !restored.is_ready() {
+            eprintln!("repricer: signal during start-up; exiting");
+            std::process::exit(0);
+        }
+        let _ = signalled.send(());
+    });
+
     let admin_state = AdminState { health: Arc::clone(&health), registry: metrics.registry.clone() };
     let admin = HttpServer::new(move || App::new().app_data(web::Data::new(admin_state.clone())).configure(http::admin::routes))
         .workers(1)
@@ -106,7 +124,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     if config.http_workers > 0 {
         api = api.workers(config.http_workers);
     }
-    let api = api.bind(config.listen).map_err(|source| StartError::Bind { addr: config.listen, source })?;
+    let api = api.listen(api_listener).map_err(|source| StartError::Bind { addr: config.listen, source })?;
     for addr in api.addrs() {
         tracing::info!("repricer api listening on {addr}");
     }
@@ -116,7 +134,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     health.mark_restored();
     tracing::info!("ready");
 
-    wait_for_signal().await;
+    let _ = shutdown.await;
     tracing::info!("shutdown signal: draining in-flight requests");
     health.mark_draining();
     actix_web::rt::spawn(async {

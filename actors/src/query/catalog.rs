@@ -20,6 +20,8 @@ pub struct SegmentMeta {
     pub first_ts: Nanos,
     /// Timestamp of the last record.
     pub last_ts: Nanos,
+    /// Size of the file in bytes (lets start-up notice a file damaged after it was sealed).
+    pub bytes: u64,
 }
 
 /// A product's records in one segment: `count` of them, after `before` in earlier segments.
@@ -93,13 +95,13 @@ impl Catalog {
     }
 
     /// Records a sealed segment and its per-product runs. `events` are its records in order.
-    pub fn add_sealed(&mut self, name: SegmentName, events: &[Event]) {
+    pub fn add_sealed(&mut self, name: SegmentName, events: &[Event], bytes: u64) {
         let index = self.segments.len() as u32;
         let (first_ts, last_ts) = match (events.first(), events.last()) {
             (Some(f), Some(l)) => (f.timestamp, l.timestamp),
             _ => (name.window_start, name.window_start),
         };
-        self.segments.push(SegmentMeta { name, first_ts, last_ts });
+        self.segments.push(SegmentMeta { name, first_ts, last_ts, bytes });
         let mut counts: HashMap<&Arc<str>, u32> = HashMap::new();
         for e in events {
             *counts.entry(&e.product_id).or_default() += 1;
@@ -116,12 +118,12 @@ impl Catalog {
         self.tail.push(event);
     }
 
-    /// Moves the first `name.count` tail events into a new sealed segment.
-    pub fn seal_tail(&mut self, name: SegmentName) {
+    /// Moves the first `name.count` tail events into a new sealed segment of `bytes` bytes.
+    pub fn seal_tail(&mut self, name: SegmentName, bytes: u64) {
         let n = (name.count as usize).min(self.tail.len());
         let sealed: Vec<Event> = self.tail.drain(..n).collect();
         debug_assert_eq!(sealed.first().map(|e| e.seq), Some(name.first_seq));
-        self.add_sealed(name, &sealed);
+        self.add_sealed(name, &sealed, bytes);
     }
 
     /// The tail events that pass `filter`, in sequence order.

@@ -8,9 +8,9 @@
 //! disk. A checksum guards the file; a damaged or stale checkpoint is ignored and start-up falls
 //! back to a full replay.
 //!
-//! Layout (little-endian): `RPRCKPT1`, covered segment count u64, next_seq u64, last_ts i64,
+//! Layout (little-endian): `RPRCKPT2`, covered segment count u64, next_seq u64, last_ts i64,
 //! segment metadata count u64 then per segment (window_start i64, first_seq u64, count u32,
-//! first_ts i64, last_ts i64), product count u64 then per product sorted by id (id len u16, id,
+//! first_ts i64, last_ts i64, file size u64), product count u64 then per product sorted by id (id len u16, id,
 //! price len u8, price, ts i64, seq u64, run count u32, runs (segment u32, count u32)), CRC-32.
 
 use std::collections::{BTreeMap, HashMap};
@@ -28,7 +28,7 @@ use crate::segment::data_dir::{sorted_names, write_atomically};
 use crate::segment::format::{parse_segment, SegmentName};
 use crate::time::Nanos;
 
-const MAGIC: &[u8; 8] = b"RPRCKPT1";
+const MAGIC: &[u8; 8] = b"RPRCKPT2";
 /// The checkpoint's file name in the data directory.
 pub const FILE_NAME: &str = "checkpoint.bin";
 
@@ -183,7 +183,7 @@ fn read_raw(path: &PathBuf) -> Result<Option<RawCheckpoint>, String> {
     let mut segments = Vec::with_capacity(n as usize);
     for _ in 0..n {
         let name = SegmentName { window_start: r.i64()?, first_seq: r.u64()?, count: r.u32()? };
-        segments.push(SegmentMeta { name, first_ts: r.i64()?, last_ts: r.i64()? });
+        segments.push(SegmentMeta { name, first_ts: r.i64()?, last_ts: r.i64()?, bytes: r.u64()? });
     }
     let products = r.u64()?;
     let products_at = r.at;
@@ -240,7 +240,7 @@ fn fold(root: &std::path::Path, staging: &std::path::Path, results: &std::path::
         let bytes = fs::read(results.join(file)).map_err(|e| format!("{file}: {e}"))?;
         let events = parse_segment(&bytes, name.first_seq).map_err(|e| format!("{file}: {e}"))?;
         let (Some(first), Some(last)) = (events.first(), events.last()) else { continue };
-        segments.push(SegmentMeta { name: name.clone(), first_ts: first.timestamp, last_ts: last.timestamp });
+        segments.push(SegmentMeta { name: name.clone(), first_ts: first.timestamp, last_ts: last.timestamp, bytes: bytes.len() as u64 });
         next_seq = name.end_seq();
         last_ts = last.timestamp;
         for e in &events {
@@ -266,6 +266,7 @@ fn fold(root: &std::path::Path, staging: &std::path::Path, results: &std::path::
         w.u32(s.name.count);
         w.i64(s.first_ts);
         w.i64(s.last_ts);
+        w.u64(s.bytes);
     }
     let count_at = w.out.len();
     w.u64(0);

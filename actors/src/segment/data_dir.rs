@@ -25,6 +25,13 @@ pub struct DataDir {
 impl DataDir {
     /// Creates the layout if needed, proves it writable, and takes an exclusive lock.
     pub fn open(root: &Path) -> Result<DataDir, StorageError> {
+        if root.exists() && !root.is_dir() {
+            return Err(StorageError::Io {
+                action: "use data directory",
+                path: root.to_path_buf(),
+                source: std::io::Error::new(std::io::ErrorKind::NotADirectory, "it is not a directory"),
+            });
+        }
         fs::create_dir_all(root).map_err(StorageError::io("create data directory", root))?;
         let results = root.join("results");
         let wal = root.join("wal");

@@ -56,7 +56,7 @@ struct Replay {
 }
 
 impl Replay {
-    fn apply(&mut self, name: SegmentName, events: &[Event]) {
+    fn apply(&mut self, name: SegmentName, events: &[Event], bytes: u64) {
         for e in events {
             self.prices.insert(
                 Arc::clone(&e.product_id),
@@ -68,7 +68,7 @@ impl Replay {
             self.last_ts = last.timestamp;
         }
         self.last_window = Some(name.window_start);
-        self.catalog.add_sealed(name, events);
+        self.catalog.add_sealed(name, events, bytes);
     }
 }
 
@@ -89,16 +89,16 @@ pub fn recover(dir: &DataDir, window: Duration) -> Result<Recovered, StorageErro
             if events.len() != name.count as usize || events.is_empty() {
                 return Err(format!("holds {} records, name says {}", events.len(), name.count));
             }
-            Ok((name, events))
+            Ok((name, events, bytes.len() as u64))
         });
         match parsed {
-            Ok((name, events)) => {
+            Ok((name, events, bytes)) => {
                 if name.first_seq != replay.next_seq {
                     tracing::error!(file, expected = replay.next_seq, found = name.first_seq, "sequence gap in results/");
                 }
                 stats.events += events.len() as u64;
                 stats.segments += 1;
-                replay.apply(name, &events);
+                replay.apply(name, &events, bytes);
             }
             Err(reason) => {
                 quarantine(dir, &file, &reason)?;
@@ -134,9 +134,15 @@ fn from_checkpoint(dir: &DataDir, names: &[String]) -> (Replay, usize) {
         }
     };
     let n = cp.segments.len();
-    let matches = n <= names.len() && cp.segments.iter().zip(names).all(|(meta, file)| SegmentName::parse(file).as_ref() == Some(&meta.name));
+    // Names and sizes must match: a covered file that was damaged after it was sealed is then
+    // found (and quarantined) by a full replay instead of being trusted.
+    let matches = n <= names.len()
+        && cp.segments.iter().zip(names).all(|(meta, file)| {
+            SegmentName::parse(file).as_ref() == Some(&meta.name)
+                && fs::metadata(dir.results.join(file)).is_ok_and(|m| m.len() == meta.bytes)
+        });
     if !matches {
-        tracing::warn!("checkpoint does not match results/; replaying every segment");
+        tracing::warn!("checkpoint does not match results/ (names or sizes); replaying every segment");
         return (empty, 0);
     }
     tracing::info!(segments = n, products = cp.prices.len(), "loaded checkpoint");
@@ -167,10 +173,11 @@ fn complete_open_windows(dir: &DataDir, replay: &mut Replay, stats: &mut Recover
         }
         if !fresh.is_empty() && replay.last_window.is_none_or(|w| w < window_start) {
             let name = SegmentName { window_start, first_seq: fresh[0].seq, count: fresh.len() as u32 };
-            write_atomically(&dir.staging, &dir.results, &name.file_name(), &encode_segment(&fresh))?;
+            let bytes = encode_segment(&fresh);
+            write_atomically(&dir.staging, &dir.results, &name.file_name(), &bytes)?;
             tracing::info!(file = name.file_name(), records = fresh.len(), "completed open window from WAL");
             stats.wal_events += fresh.len() as u64;
-            replay.apply(name, &fresh);
+            replay.apply(name, &fresh, bytes.len() as u64);
         }
         fs::remove_file(&path).map_err(StorageError::io("remove recovered WAL", &path))?;
     }
@@ -282,5 +289,35 @@ mod tests {
         fs::remove_file(first).unwrap();
         let r = recover(&dir, Duration::from_secs(1)).unwrap();
         assert_eq!((r.stats.checkpoint_segments, r.stats.segments), (0, 9));
+    }
+
+    #[test]
+    fn a_covered_segment_damaged_after_the_checkpoint_is_found_and_quarantined() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let (mut seq, mut last) = (1, HashMap::new());
+        write_segments(&dir, 100..105, &mut seq, &mut last);
+        let checkpointer = Checkpointer {
+            root: dir.root.clone(),
+            staging: dir.staging.clone(),
+            results: dir.results.clone(),
+            interval: Duration::from_secs(60),
+            metrics: crate::metrics::Metrics::new(),
+        };
+        checkpointer.checkpoint();
+        let newest = fs::read_dir(&dir.results).unwrap().map(|e| e.unwrap().path()).max().unwrap();
+        fs::write(&newest, b"").unwrap();
+        let r = recover(&dir, Duration::from_secs(1)).unwrap();
+        assert_eq!((r.stats.checkpoint_segments, r.stats.segments, r.stats.quarantined.len()), (0, 4, 1));
+        assert!(!newest.exists());
+    }
+
+    #[test]
+    fn a_data_dir_that_is_a_file_is_refused_clearly() {
+        let tmp = tempfile::tempdir().unwrap();
+        let file = tmp.path().join("plain");
+        fs::write(&file, b"x").unwrap();
+        let err = DataDir::open(&file).unwrap_err().to_string();
+        assert!(err.contains("not a directory"), "{err}");
     }
 }

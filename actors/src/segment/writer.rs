@@ -81,7 +81,7 @@ const MAX_BATCH: usize = 65_536;
 
 enum Published {
     Event(Event),
-    Sealed(SegmentName),
+    Sealed(SegmentName, u64),
 }
 
 impl SegmentWriter {
@@ -132,7 +132,7 @@ impl SegmentWriter {
                 for p in published {
                     match p {
                         Published::Event(e) => catalog.push_tail(e),
-                        Published::Sealed(name) => catalog.seal_tail(name),
+                        Published::Sealed(name, bytes) => catalog.seal_tail(name, bytes),
                     }
                 }
                 drop(catalog);
@@ -177,7 +177,7 @@ impl SegmentWriter {
                     if self.open.as_ref().is_none_or(|w| w.start != window_start) {
                         self.flush_wal(&mut buf)?;
                         if let Some(stale) = self.open.as_ref().map(|w| w.start) {
-                            published.extend(self.seal(stale)?.map(Published::Sealed));
+                            published.extend(self.seal(stale)?.map(|(n, b)| Published::Sealed(n, b)));
                         }
                         self.open_window(window_start)?;
                     }
@@ -193,7 +193,7 @@ impl SegmentWriter {
                 }
                 WriteJob::Seal { window_start } => {
                     self.flush_wal(&mut buf)?;
-                    published.extend(self.seal(window_start)?.map(Published::Sealed));
+                    published.extend(self.seal(window_start)?.map(|(n, b)| Published::Sealed(n, b)));
                 }
                 WriteJob::Barrier(done) => barriers.push(done),
             }
@@ -226,7 +226,7 @@ impl SegmentWriter {
     }
 
     /// Seals the open window if it starts at `start`: segment file into `results/`, WAL removed.
-    fn seal(&mut self, start: Nanos) -> Result<Option<SegmentName>, StorageError> {
+    fn seal(&mut self, start: Nanos) -> Result<Option<(SegmentName, u64)>, StorageError> {
         if self.open.as_ref().is_none_or(|w| w.start != start) {
             return Ok(None);
         }
@@ -235,10 +235,11 @@ impl SegmentWriter {
         link_contexts(&span, &window.links);
         let _span = span.entered();
         let name = SegmentName { window_start: start, first_seq: window.events[0].seq, count: window.events.len() as u32 };
-        write_atomically(&self.dir.staging, &self.dir.results, &name.file_name(), &encode_segment(&window.events))?;
+        let bytes = encode_segment(&window.events);
+        write_atomically(&self.dir.staging, &self.dir.results, &name.file_name(), &bytes)?;
         let wal_path = self.dir.wal.join(&window.wal_name);
         fs::remove_file(&wal_path).map_err(StorageError::io("remove sealed WAL", &wal_path))?;
         self.metrics.segments_sealed.inc();
-        Ok(Some(name))
+        Ok(Some((name, bytes.len() as u64)))
     }
 }
