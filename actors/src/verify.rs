@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::price::Price;
 use crate::segment::format::{parse_segment, SegmentName};
@@ -45,7 +46,7 @@ pub fn verify(data_dir: &Path, mut progress: impl FnMut(usize, usize)) -> Result
     let mut next_seq = 1u64;
     let mut last_ts: Option<Nanos> = None;
     let mut last_window: Option<Nanos> = None;
-    let mut last_price: HashMap<String, Price> = HashMap::new();
+    let mut last_price: HashMap<Arc<str>, Price> = HashMap::new();
     for (i, file) in names.iter().enumerate() {
         let path = results.join(file);
         let name = SegmentName::parse(file).ok_or_else(|| fail(&path, "file name is not <window>_<firstSeq>_<count>.json".into()))?;
@@ -82,7 +83,7 @@ pub fn verify(data_dir: &Path, mut progress: impl FnMut(usize, usize)) -> Result
                     ),
                 ));
             }
-            last_price.insert(e.product_id.to_string(), e.price.clone());
+            last_price.insert(Arc::clone(&e.product_id), e.price.clone());
             last_ts = Some(e.timestamp);
         }
         if let (Some(f), Some(l)) = (events.first(), events.last()) {
