@@ -224,6 +224,16 @@ mod tests {
         }
     }
 
+    fn checkpointer_for(dir: &DataDir) -> Checkpointer {
+        Checkpointer {
+            root: dir.root.clone(),
+            staging: dir.staging.clone(),
+            results: dir.results.clone(),
+            interval: Duration::from_secs(60),
+            metrics: crate::metrics::Metrics::new(),
+        }
+    }
+
     fn summary(r: &Recovered) -> (Vec<(String, String, i64, u64, usize, u64)>, u64, i64, usize) {
         let mut v: Vec<_> = r
             .prices
@@ -242,13 +252,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::open(tmp.path()).unwrap();
         let (mut seq, mut last) = (1, HashMap::new());
-        let checkpointer = Checkpointer {
-            root: dir.root.clone(),
-            staging: dir.staging.clone(),
-            results: dir.results.clone(),
-            interval: Duration::from_secs(60),
-            metrics: crate::metrics::Metrics::new(),
-        };
+        let checkpointer = checkpointer_for(&dir);
         write_segments(&dir, 100..120, &mut seq, &mut last);
         checkpointer.checkpoint();
         write_segments(&dir, 120..150, &mut seq, &mut last);
@@ -268,13 +272,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = DataDir::open(tmp.path()).unwrap();
         let (mut seq, mut last) = (1, HashMap::new());
-        let checkpointer = Checkpointer {
-            root: dir.root.clone(),
-            staging: dir.staging.clone(),
-            results: dir.results.clone(),
-            interval: Duration::from_secs(60),
-            metrics: crate::metrics::Metrics::new(),
-        };
+        let checkpointer = checkpointer_for(&dir);
         write_segments(&dir, 100..110, &mut seq, &mut last);
         checkpointer.checkpoint();
         let path = dir.root.join(FILE_NAME);
@@ -297,13 +295,7 @@ mod tests {
         let dir = DataDir::open(tmp.path()).unwrap();
         let (mut seq, mut last) = (1, HashMap::new());
         write_segments(&dir, 100..105, &mut seq, &mut last);
-        let checkpointer = Checkpointer {
-            root: dir.root.clone(),
-            staging: dir.staging.clone(),
-            results: dir.results.clone(),
-            interval: Duration::from_secs(60),
-            metrics: crate::metrics::Metrics::new(),
-        };
+        let checkpointer = checkpointer_for(&dir);
         checkpointer.checkpoint();
         let newest = fs::read_dir(&dir.results).unwrap().map(|e| e.unwrap().path()).max().unwrap();
         fs::write(&newest, b"").unwrap();
