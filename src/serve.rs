@@ -41,6 +41,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     let health = Arc::new(Health::default());
     let metrics = Metrics::new();
     let http_metrics = HttpMetrics::register(&metrics.registry);
+    telemetry.export_metrics.register(&metrics.registry).expect("register the span export metrics");
 
     // Bind the API port before touching the data directory: a port conflict fails fast, and
     // no connection is accepted before the actors exist (they wait in the backlog; readiness

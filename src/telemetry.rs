@@ -2,6 +2,8 @@
 //! exporter chosen by the standard `OTEL_*` variables.
 
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -11,11 +13,13 @@ use actix_web::middleware::Next;
 use actix_web::Error;
 use opentelemetry::propagation::Extractor;
 use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry::{global, KeyValue};
+use opentelemetry::{global, Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
+use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::SdkTracerProvider;
+use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
 use opentelemetry_sdk::Resource;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tracing::field::Empty;
 use tracing::Span;
 use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
@@ -30,6 +34,170 @@ pub struct Telemetry {
     _grpc_runtime: Option<tokio::runtime::Runtime>,
     /// Where spans go, for the start-up log.
     pub exporter: String,
+    /// What the exporter delivered and lost; `serve` registers it on the admin `/metrics`.
+    pub export_metrics: ExportMetrics,
+}
+
+/// The span exporter's bookkeeping on `/metrics` (R12: a dead collector costs spans, never
+/// requests — and the spans it costs are counted).
+///
+/// opentelemetry_sdk 0.33's `BatchSpanProcessor` has no accessor for its drops: it counts
+/// queue-full drops privately and only logs them (`otel_warn!` on the first drop and at
+/// shutdown), and a failed export just logs an error. So the processor is wrapped:
+///
+/// * [`BoundedQueue`] (a `SpanProcessor` in front of the batch processor) admits at most
+///   `OTEL_BSP_MAX_QUEUE_SIZE` (default 2048) spans that are queued or being exported, and
+///   refuses the rest itself. The batch processor's own queue has that same capacity and never
+///   holds more than we admitted, so it never refuses a span: every drop is ours, and counted.
+/// * [`CountingExporter`] (a `SpanExporter` around the OTLP exporter) sees the outcome of every
+///   batch the processor hands it (the exporter's own retries happen inside that call).
+///
+/// Not counted: spans ended after shutdown began, and spans still queued if the shutdown flush
+/// times out — the process is exiting then and nothing can scrape the counters any more.
+#[derive(Clone)]
+pub struct ExportMetrics {
+    /// `repricer_otel_spans_exported_total`: spans in batches the collector acknowledged.
+    pub spans_exported: IntCounter,
+    /// `repricer_otel_export_failures_total`: export calls (batches) that failed — collector
+    /// unreachable, error answer, or timeout — after the exporter's retries.
+    pub export_failures: IntCounter,
+    /// `repricer_otel_spans_dropped_total{reason}`: spans that will never reach the collector.
+    /// `queue_full`: refused at span end because the queue was full; `export_failed`: in a
+    /// batch whose export failed (they are not retried later).
+    pub spans_dropped: IntCounterVec,
+    /// `repricer_otel_spans_pending`: spans admitted and not yet through an export (queued or
+    /// in flight); at most `OTEL_BSP_MAX_QUEUE_SIZE`.
+    pub spans_pending: IntGauge,
+}
+
+impl ExportMetrics {
+    fn new() -> ExportMetrics {
+        let spans_dropped = IntCounterVec::new(
+            Opts::new("repricer_otel_spans_dropped_total", "Spans never delivered to the OTLP collector, by reason (queue_full, export_failed)"),
+            &["reason"],
+        )
+        .unwrap();
+        // Both series exist from the start, at 0.
+        spans_dropped.with_label_values(&["queue_full"]);
+        spans_dropped.with_label_values(&["export_failed"]);
+        ExportMetrics {
+            spans_exported: IntCounter::new("repricer_otel_spans_exported_total", "Spans the OTLP collector acknowledged").unwrap(),
+            export_failures: IntCounter::new(
+                "repricer_otel_export_failures_total",
+                "OTLP export calls (batches of spans) that failed after the exporter's retries",
+            )
+            .unwrap(),
+            spans_dropped,
+            spans_pending: IntGauge::new("repricer_otel_spans_pending", "Spans queued for or in an OTLP export").unwrap(),
+        }
+    }
+
+    /// Adds the counters to `registry` (the admin `/metrics` one).
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        registry.register(Box::new(self.spans_exported.clone()))?;
+        registry.register(Box::new(self.export_failures.clone()))?;
+        registry.register(Box::new(self.spans_dropped.clone()))?;
+        registry.register(Box::new(self.spans_pending.clone()))
+    }
+}
+
+impl std::fmt::Debug for ExportMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExportMetrics")
+    }
+}
+
+/// The batch span processor behind a bound of our own, so that its drops can be counted; see
+/// [`ExportMetrics`].
+#[derive(Debug)]
+struct BoundedQueue {
+    inner: BatchSpanProcessor,
+    capacity: usize,
+    /// Spans admitted and not yet through an export; shared with [`CountingExporter`].
+    pending: Arc<AtomicUsize>,
+    dropped: IntCounter,
+    pending_gauge: IntGauge,
+}
+
+impl SpanProcessor for BoundedQueue {
+    fn on_start(&self, span: &mut opentelemetry_sdk::trace::Span, cx: &Context) {
+        self.inner.on_start(span, cx);
+    }
+
+    fn on_end(&self, span: SpanData) {
+        if self.pending.fetch_add(1, Ordering::AcqRel) >= self.capacity {
+            self.pending.fetch_sub(1, Ordering::AcqRel);
+            self.dropped.inc();
+            return;
+        }
+        self.pending_gauge.inc();
+        self.inner.on_end(span);
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The OTLP exporter, counting the outcome of each batch; see [`ExportMetrics`].
+#[derive(Debug)]
+struct CountingExporter {
+    inner: opentelemetry_otlp::SpanExporter,
+    pending: Arc<AtomicUsize>,
+    metrics: ExportMetrics,
+}
+
+impl SpanExporter for CountingExporter {
+    async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
+        let spans = batch.len();
+        let result = self.inner.export(batch).await;
+        match result {
+            Ok(()) => self.metrics.spans_exported.inc_by(spans as u64),
+            Err(_) => {
+                self.metrics.export_failures.inc();
+                self.metrics.spans_dropped.with_label_values(&["export_failed"]).inc_by(spans as u64);
+            }
+        }
+        self.pending.fetch_sub(spans, Ordering::AcqRel);
+        self.metrics.spans_pending.sub(spans as i64);
+        result
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// The batch processor over `exporter`, with the bound and counters of [`ExportMetrics`].
+fn counted_batch_processor(exporter: opentelemetry_otlp::SpanExporter, metrics: &ExportMetrics) -> BoundedQueue {
+    // Parsed as the SDK parses it; passed to the SDK too, so both bounds are the same.
+    let capacity = env("OTEL_BSP_MAX_QUEUE_SIZE").and_then(|v| v.parse::<usize>().ok()).unwrap_or(2048);
+    let pending = Arc::new(AtomicUsize::new(0));
+    let exporter = CountingExporter { inner: exporter, pending: Arc::clone(&pending), metrics: metrics.clone() };
+    let config = BatchConfigBuilder::default().with_max_queue_size(capacity).build();
+    BoundedQueue {
+        inner: BatchSpanProcessor::builder(exporter).with_batch_config(config).build(),
+        capacity,
+        pending,
+        dropped: metrics.spans_dropped.with_label_values(&["queue_full"]),
+        pending_gauge: metrics.spans_pending.clone(),
+    }
 }
 
 impl Telemetry {
@@ -48,7 +216,9 @@ fn env(name: &str) -> Option<String> {
 }
 
 /// The OTLP exporter the environment asks for, if any.
-fn build_provider() -> Result<(Option<SdkTracerProvider>, Option<tokio::runtime::Runtime>, String), String> {
+fn build_provider(
+    metrics: &ExportMetrics,
+) -> Result<(Option<SdkTracerProvider>, Option<tokio::runtime::Runtime>, String), String> {
     if env("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true")) {
         return Ok((None, None, "none (OTEL_SDK_DISABLED=true)".into()));
     }
@@ -93,14 +263,18 @@ fn build_provider() -> Result<(Option<SdkTracerProvider>, Option<tokio::runtime:
         }
         other => return Err(format!("OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf, got {other:?}")),
     };
-    let provider = SdkTracerProvider::builder().with_batch_exporter(exporter).with_resource(resource).build();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(counted_batch_processor(exporter, metrics))
+        .with_resource(resource)
+        .build();
     Ok((Some(provider), runtime, format!("OTLP {protocol} to {endpoint}")))
 }
 
 /// Installs the global subscriber: `RUST_LOG` filter, `LOG_FORMAT=json|text`, OTel layer.
 pub fn init() -> Result<Telemetry, String> {
     global::set_text_map_propagator(TraceContextPropagator::new());
-    let (provider, runtime, exporter) = build_provider()?;
+    let export_metrics = ExportMetrics::new();
+    let (provider, runtime, exporter) = build_provider(&export_metrics)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("repricer")));
     let json = env("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
@@ -115,7 +289,7 @@ pub fn init() -> Result<Telemetry, String> {
             .try_init()
     }
     .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
-    Ok(Telemetry { provider, _grpc_runtime: runtime, exporter })
+    Ok(Telemetry { provider, _grpc_runtime: runtime, exporter, export_metrics })
 }
 
 struct HeaderExtractor<'a>(&'a actix_web::http::header::HeaderMap);

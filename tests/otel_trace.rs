@@ -3,6 +3,8 @@
 //! `traceparent`, one child span per actor hop, the group commit and the window seal as spans
 //! of their own linked to the requests they served, spans flushed on SIGTERM. Also: a dead
 //! collector does not slow requests down, and `OTEL_SDK_DISABLED=true` turns export off.
+//! The same tree over OTLP/gRPC to a tonic receiver; the exporter's counters on `/metrics`
+//! (spans exported, failed exports, spans dropped by a full queue or a failed export).
 
 mod common;
 
@@ -13,7 +15,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{temp_dir, Service};
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 use prost::Message;
@@ -66,6 +69,8 @@ struct Collector {
     spans: Arc<Mutex<Vec<Got>>>,
     errors: Arc<Mutex<Vec<String>>>,
     exports: Arc<Mutex<usize>>,
+    /// The tokio runtime serving a gRPC receiver (stopped when the collector is dropped).
+    _runtime: Option<tokio::runtime::Runtime>,
 }
 
 impl Collector {
@@ -87,7 +92,37 @@ impl Collector {
                 });
             }
         });
-        Collector { endpoint, spans, errors, exports }
+        Collector { endpoint, spans, errors, exports, _runtime: None }
+    }
+
+    /// A real OTLP/gRPC receiver: tonic's `TraceServiceServer` on a runtime of its own.
+    fn start_grpc() -> Collector {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("grpc-collector")
+            .enable_all()
+            .build()
+            .expect("collector runtime");
+        let incoming = {
+            let _entered = runtime.enter();
+            tonic::transport::server::TcpIncoming::bind("127.0.0.1:0".parse().unwrap()).expect("bind gRPC collector")
+        };
+        let endpoint = format!("http://{}", incoming.local_addr().unwrap());
+        let spans = Arc::new(Mutex::new(Vec::new()));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let exports = Arc::new(Mutex::new(0));
+        let receiver = GrpcReceiver { spans: Arc::clone(&spans), exports: Arc::clone(&exports) };
+        let e = Arc::clone(&errors);
+        runtime.spawn(async move {
+            let served = tonic::transport::Server::builder()
+                .add_service(TraceServiceServer::new(receiver))
+                .serve_with_incoming(incoming)
+                .await;
+            if let Err(err) = served {
+                e.lock().unwrap().push(format!("gRPC server: {err}"));
+            }
+        });
+        Collector { endpoint, spans, errors, exports, _runtime: Some(runtime) }
     }
 
     fn spans(&self) -> Vec<Got> {
@@ -110,6 +145,48 @@ impl Collector {
             assert!(Instant::now() < deadline, "timed out waiting for {what}; received:\n{}", dump(&spans));
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// The spans of one OTLP export request (either transport).
+fn received(request: ExportTraceServiceRequest) -> Vec<Got> {
+    let mut got = Vec::new();
+    for rs in request.resource_spans {
+        let resource = rs.resource.map(|r| attrs(&r.attributes)).unwrap_or_default();
+        let service = resource.get("service.name").cloned().unwrap_or_default();
+        for ss in rs.scope_spans {
+            for s in ss.spans {
+                got.push(Got {
+                    trace_id: hex(&s.trace_id),
+                    span_id: hex(&s.span_id),
+                    parent: hex(&s.parent_span_id),
+                    name: s.name,
+                    kind: s.kind,
+                    attrs: attrs(&s.attributes),
+                    links: s.links.iter().map(|l| (hex(&l.trace_id), hex(&l.span_id))).collect(),
+                    service: service.clone(),
+                });
+            }
+        }
+    }
+    got
+}
+
+/// The OTLP/gRPC `TraceService` of [`Collector::start_grpc`]: records every span, answers OK.
+struct GrpcReceiver {
+    spans: Arc<Mutex<Vec<Got>>>,
+    exports: Arc<Mutex<usize>>,
+}
+
+#[tonic::async_trait]
+impl TraceService for GrpcReceiver {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.spans.lock().unwrap().extend(received(request.into_inner()));
+        *self.exports.lock().unwrap() += 1;
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success: None }))
     }
 }
 
@@ -165,26 +242,7 @@ fn serve_connection(conn: TcpStream, spans: &Mutex<Vec<Got>>, exports: &Mutex<us
             return Err(format!("unexpected request {method} {path}"));
         }
         let request = ExportTraceServiceRequest::decode(body.as_slice()).map_err(|e| format!("undecodable export: {e}"))?;
-        let mut got = Vec::new();
-        for rs in request.resource_spans {
-            let resource = rs.resource.map(|r| attrs(&r.attributes)).unwrap_or_default();
-            let service = resource.get("service.name").cloned().unwrap_or_default();
-            for ss in rs.scope_spans {
-                for s in ss.spans {
-                    got.push(Got {
-                        trace_id: hex(&s.trace_id),
-                        span_id: hex(&s.span_id),
-                        parent: hex(&s.parent_span_id),
-                        name: s.name,
-                        kind: s.kind,
-                        attrs: attrs(&s.attributes),
-                        links: s.links.iter().map(|l| (hex(&l.trace_id), hex(&l.span_id))).collect(),
-                        service: service.clone(),
-                    });
-                }
-            }
-        }
-        spans.lock().unwrap().extend(got);
+        spans.lock().unwrap().extend(received(request));
         *exports.lock().unwrap() += 1;
         writer
             .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
@@ -268,6 +326,50 @@ fn otel_envs(endpoint: &str) -> Vec<(&'static str, String)> {
         ("OTEL_BSP_SCHEDULE_DELAY", "100".to_string()),
     ]
 }
+
+/// [`otel_envs`] with `OTEL_EXPORTER_OTLP_PROTOCOL=grpc`.
+fn otel_grpc_envs(endpoint: &str) -> Vec<(&'static str, String)> {
+    let mut envs = otel_envs(endpoint);
+    envs.retain(|(k, _)| *k != "OTEL_EXPORTER_OTLP_PROTOCOL");
+    envs.push(("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc".to_string()));
+    envs
+}
+
+/// The sum of the samples of `selector` on the admin `/metrics`: a bare metric name sums every
+/// label set, `name{labels}` (exactly as rendered) picks one sample; `None` if there is none.
+fn metric(svc: &Service, selector: &str) -> Option<f64> {
+    let text = svc.http.get(format!("{}/metrics", svc.admin)).send().expect("GET /metrics").text().expect("metrics body");
+    let mut found = None;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else { continue };
+        let name = series.split('{').next().unwrap_or("");
+        if series == selector || (!selector.contains('{') && name == selector) {
+            let v: f64 = value.parse().unwrap_or_else(|_| panic!("bad sample {line:?}"));
+            *found.get_or_insert(0.0) += v;
+        }
+    }
+    found
+}
+
+/// Polls [`metric`] until `done` holds for it, or panics after `limit`.
+fn wait_metric(svc: &Service, selector: &str, limit: Duration, done: impl Fn(f64) -> bool) -> f64 {
+    let deadline = Instant::now() + limit;
+    loop {
+        let v = metric(svc, selector).unwrap_or_else(|| panic!("{selector} is not on /metrics"));
+        if done(v) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{selector} = {v} after {limit:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+const EXPORTED: &str = "repricer_otel_spans_exported_total";
+const EXPORT_FAILURES: &str = "repricer_otel_export_failures_total";
+const DROPPED: &str = "repricer_otel_spans_dropped_total";
+const DROPPED_QUEUE_FULL: &str = "repricer_otel_spans_dropped_total{reason=\"queue_full\"}";
+const DROPPED_EXPORT_FAILED: &str = "repricer_otel_spans_dropped_total{reason=\"export_failed\"}";
+const PENDING: &str = "repricer_otel_spans_pending";
 
 fn start(dir: &std::path::Path, envs: &[(&'static str, String)]) -> Service {
     let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
@@ -465,6 +567,93 @@ fn spans_are_flushed_on_sigterm() {
     assert_tree(&all, TRACE, CALLER, one(&t, "POST /api/reprice", &all));
 }
 
+/// The same over OTLP/gRPC (`OTEL_EXPORTER_OTLP_PROTOCOL=grpc`, a tonic exporter) to a tonic
+/// `TraceService` receiver: the reprice's tree arrives, the export counters agree with what the
+/// receiver got, and a last reprice's spans are flushed by SIGTERM.
+#[test]
+fn exports_the_reprice_span_tree_over_otlp_grpc() {
+    const TRACE: &str = "9c0ffee0000000000000000000000001";
+    const CALLER: &str = "0102030405060708";
+    const LAST_TRACE: &str = "9c0ffee0000000000000000000000002";
+    const LAST_CALLER: &str = "1112131415161718";
+
+    let collector = Collector::start_grpc();
+    let dir = temp_dir();
+    let svc = start(dir.path(), &otel_grpc_envs(&collector.endpoint));
+    assert!(
+        svc.log_text().contains(&format!("OTLP grpc to {}", collector.endpoint)),
+        "start-up log names the gRPC exporter:\n{}",
+        svc.log_text()
+    );
+
+    let r = reprice_traced(&svc, "p-grpc", "7.125", &traceparent(TRACE, CALLER));
+    assert_eq!(r.status(), 202);
+    let (rt, server_id) = response_traceparent(&r).expect("reprice response carries traceparent");
+    assert_eq!(rt, TRACE, "response traceparent must carry the caller's trace id");
+
+    let all = collector.wait_for(Duration::from_secs(30), "the reprice's spans over gRPC", |s| reprice_trace_complete(s, TRACE));
+    println!("exported over OTLP/gRPC:\n{}", dump(&all));
+    let t = in_trace(&all, TRACE);
+    let server = one(&t, "POST /api/reprice", &all);
+    assert_eq!(server.span_id, server_id, "response traceparent names the server span");
+    assert_eq!(server.attr("http.route"), Some("/api/reprice"));
+    assert_eq!(server.attr("http.response.status_code"), Some("202"));
+    assert_eq!(server.attr("product.id"), Some("p-grpc"));
+    assert_eq!(server.service, "repricer", "resource service.name");
+    for hop in REPRICE_HOPS {
+        one(&t, hop, &all);
+    }
+    assert_tree(&all, TRACE, CALLER, server);
+
+    // The counters: every span the receiver got was counted as exported (the exporter counts
+    // after the receiver answered, so wait until the two agree), nothing failed or was dropped.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let exported = metric(&svc, EXPORTED).expect("exported counter");
+        let received = collector.spans().len() as f64;
+        if exported == received {
+            break;
+        }
+        assert!(exported < received, "{EXPORTED} = {exported} > {received} spans received");
+        assert!(Instant::now() < deadline, "{EXPORTED} = {exported}, receiver got {received} spans");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(metric(&svc, EXPORT_FAILURES), Some(0.0));
+    assert_eq!(metric(&svc, DROPPED), Some(0.0));
+
+    // One more reprice right before SIGTERM: its spans must still arrive.
+    assert_eq!(reprice_traced(&svc, "p-grpc", "7.250", &traceparent(LAST_TRACE, LAST_CALLER)).status(), 202);
+    let status = svc.terminate();
+    assert!(status.success(), "exit status {status}");
+    let all = collector
+        .wait_for(Duration::from_secs(10), "the last reprice's spans after exit", |s| reprice_trace_complete(s, LAST_TRACE));
+    let lt = in_trace(&all, LAST_TRACE);
+    assert_tree(&all, LAST_TRACE, LAST_CALLER, one(&lt, "POST /api/reprice", &all));
+}
+
+/// Over gRPC too, what is still queued at SIGTERM is flushed by the shutdown (which runs off
+/// the actix threads; on one it would time out).
+#[test]
+fn grpc_spans_are_flushed_on_sigterm() {
+    const TRACE: &str = "9c0ffee0000000000000000000000003";
+    const CALLER: &str = "2122232425262728";
+    let collector = Collector::start_grpc();
+    let dir = temp_dir();
+    let mut envs = otel_grpc_envs(&collector.endpoint);
+    envs.retain(|(k, _)| *k != "OTEL_BSP_SCHEDULE_DELAY");
+    envs.push(("OTEL_BSP_SCHEDULE_DELAY", "600000".to_string()));
+    let svc = start(dir.path(), &envs);
+    assert_eq!(reprice_traced(&svc, "p-grpc-flush", "1.5", &traceparent(TRACE, CALLER)).status(), 202);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(collector.exports(), 0, "nothing is exported before the schedule delay or shutdown");
+    assert!(wait_metric(&svc, PENDING, Duration::from_secs(5), |v| v >= 5.0) >= 5.0);
+    let status = svc.terminate();
+    assert!(status.success(), "exit status {status}");
+    let all = collector.wait_for(Duration::from_secs(10), "spans flushed at shutdown", |s| reprice_trace_complete(s, TRACE));
+    let t = in_trace(&all, TRACE);
+    assert_tree(&all, TRACE, CALLER, one(&t, "POST /api/reprice", &all));
+}
+
 /// A collector that accepts connections and never answers.
 fn black_hole() -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
@@ -528,12 +717,45 @@ fn a_dead_collector_does_not_slow_reprices() {
             totals[0]
         );
     }
+    // R12: what the exporter loses is counted on /metrics. Exporter off: nothing. Connection
+    // refused: exports fail at once (after the exporter's own retries). Black hole: each
+    // export fails when it times out (5 s).
+    let disabled = &services[0].1;
+    for m in [EXPORTED, EXPORT_FAILURES, DROPPED] {
+        assert_eq!(metric(disabled, m), Some(0.0), "{m} with the exporter off");
+    }
+    for (name, svc) in &services[1..] {
+        let failures = wait_metric(svc, EXPORT_FAILURES, Duration::from_secs(30), |v| v > 0.0);
+        let dropped = wait_metric(svc, DROPPED_EXPORT_FAILED, Duration::from_secs(5), |v| v > 0.0);
+        assert_eq!(metric(svc, EXPORTED), Some(0.0), "{name}: nothing can have been exported");
+        println!("{name}: {failures} failed exports, {dropped} spans dropped with them");
+    }
     for (name, svc) in services {
         let started = Instant::now();
         let status = svc.terminate();
         assert!(status.success(), "{name}: exit status {status}");
         println!("{name}: shutdown took {:?}", started.elapsed());
     }
+}
+
+/// The export queue is bounded (`OTEL_BSP_MAX_QUEUE_SIZE`): while a hung collector holds the
+/// exporter, spans beyond the bound are dropped and counted, and requests are still answered.
+#[test]
+fn a_full_export_queue_drops_spans_and_counts_them() {
+    let dir = temp_dir();
+    let mut envs = otel_envs(&black_hole());
+    envs.push(("OTEL_BSP_MAX_QUEUE_SIZE", "16".to_string()));
+    let svc = start(dir.path(), &envs);
+    for i in 0..20 {
+        let tp = traceparent(&format!("{:032x}", 0xf000 + i), "0000000000000001");
+        assert_eq!(reprice_traced(&svc, "p-queue", &format!("{i}.5"), &tp).status(), 202);
+    }
+    let dropped = wait_metric(&svc, DROPPED_QUEUE_FULL, Duration::from_secs(10), |v| v > 0.0);
+    let pending = metric(&svc, PENDING).expect("pending gauge");
+    assert!(pending > 0.0 && pending <= 16.0, "{PENDING} = {pending} with a queue of 16");
+    assert_eq!(metric(&svc, EXPORTED), Some(0.0));
+    println!("queue of 16, hung collector: {dropped} spans dropped, {pending} pending");
+    assert!(svc.terminate().success());
 }
 
 /// `OTEL_SDK_DISABLED=true`: no exporter, the service works; an endpoint set alongside it gets
