@@ -25,7 +25,11 @@ pub fn format_epoch(t: Nanos) -> String {
 
 /// Parses RFC 3339 with any offset (and lower-case `t`/`z`) into nanoseconds.
 pub fn parse_rfc3339(s: &str) -> Option<Nanos> {
-    parse_stored(s).or_else(|| DateTime::parse_from_rfc3339(s).ok()?.timestamp_nanos_opt())
+    parse_stored(s).or_else(|| {
+        let t = DateTime::parse_from_rfc3339(s).ok()?;
+        // Beyond the nanosecond range (1677..2262) a bound means "no bound": clamp.
+        Some(t.timestamp_nanos_opt().unwrap_or(if t.timestamp() < 0 { i64::MIN } else { i64::MAX }))
+    })
 }
 
 /// Fast path for the exact form this service writes (`YYYY-MM-DDTHH:MM:SS.nnnnnnnnnZ`), which
@@ -64,7 +68,7 @@ pub fn parse_epoch(s: &str) -> Option<Nanos> {
     if !frac.bytes().all(|b| b.is_ascii_digit()) || (s.contains('.') && frac.is_empty()) {
         return None;
     }
-    let secs: i64 = whole.parse().ok()?;
+    let Ok(secs) = whole.parse::<i64>() else { return Some(i64::MAX) };
     let mut nanos: i64 = 0;
     for (i, d) in frac.bytes().enumerate() {
         if i < 9 {
@@ -78,7 +82,7 @@ pub fn parse_epoch(s: &str) -> Option<Nanos> {
     for _ in frac.len()..9 {
         nanos *= 10;
     }
-    secs.checked_mul(NANOS_PER_SEC)?.checked_add(nanos)
+    Some(secs.checked_mul(NANOS_PER_SEC).and_then(|n| n.checked_add(nanos)).unwrap_or(i64::MAX))
 }
 
 /// Either form accepted by `from` / `to` (R4).
@@ -115,6 +119,10 @@ mod tests {
         assert_eq!(parse_epoch("1764774245.5"), Some(1_764_774_245_500_000_000));
         assert_eq!(parse_epoch("1764774245"), Some(1_764_774_245_000_000_000));
         assert_eq!(parse_epoch("-1"), None);
+        assert_eq!(parse_epoch("99999999999.5"), Some(i64::MAX));
+        assert_eq!(parse_epoch("123456789012345678901234567890"), Some(i64::MAX));
+        assert_eq!(parse_instant("9999-12-31T23:59:59Z"), Some(i64::MAX));
+        assert_eq!(parse_instant("0001-01-01T00:00:00+01:00"), Some(i64::MIN));
         assert_eq!(parse_epoch("1."), None);
         let w = 1_764_774_245_000_000_000;
         assert_eq!(parse_compact(&format_compact(w)), Some(w));
