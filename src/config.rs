@@ -50,6 +50,10 @@ pub struct ServeConfig {
     /// Length of a segment window: one file in results/ per window with events (10ms..=1s).
     #[arg(long, env = "REPRICER_WINDOW", default_value = "1s", value_parser = humantime::parse_duration)]
     pub window: Duration,
+    /// How long a reprice waits for its fsync before answering 503 (a stalled disk never hangs
+    /// crawlers).
+    #[arg(long, env = "REPRICER_WRITE_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
     /// How long SIGTERM waits for in-flight requests before closing them.
     #[arg(long, env = "REPRICER_DRAIN_TIMEOUT", default_value = "20s", value_parser = humantime::parse_duration)]
     pub drain_timeout: Duration,
@@ -107,6 +111,9 @@ impl ServeConfig {
         }
         if self.window < Duration::from_millis(10) || self.window > Duration::from_secs(1) {
             return Err(ConfigError(format!("--window must be between 10ms and 1s, got {}", humantime::format_duration(self.window))));
+        }
+        if self.write_timeout < Duration::from_millis(100) {
+            return Err(ConfigError("--write-timeout must be at least 100ms".into()));
         }
         if self.checkpoint_interval < Duration::from_secs(1) {
             return Err(ConfigError("--checkpoint-interval must be at least 1s".into()));

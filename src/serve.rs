@@ -107,6 +107,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
         reprice_admission: Admission::new("reprice", config.reprice_max_inflight, http_metrics.rejections.clone()),
         product_admission: Admission::new("product", config.product_max_inflight, http_metrics.rejections.clone()),
         query_admission: Admission::new("query", config.query_max_inflight, http_metrics.rejections.clone()),
+        write_timeout: config.write_timeout,
         registry_depth: metrics.depth("ProductRegistry"),
         planner_depth: metrics.depth("QueryPlanner"),
     };

@@ -25,6 +25,9 @@ pub enum ApiError {
     /// Admission limit reached for an endpoint.
     #[error("too many {0} requests in flight; retry shortly")]
     Throttled(&'static str),
+    /// The event was not durable within the write timeout.
+    #[error("storage did not confirm the write within {0:?}; retry shortly")]
+    WriteTimeout(std::time::Duration),
     /// The actors could not take or finish the work.
     #[error(transparent)]
     Actor(#[from] ActorError),
@@ -40,7 +43,7 @@ impl ResponseError for ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Throttled(_) | ApiError::Actor(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Throttled(_) | ApiError::Actor(_) | ApiError::WriteTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

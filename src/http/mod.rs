@@ -34,6 +34,8 @@ pub struct ApiState {
     pub product_admission: Admission,
     /// In-flight limit of `GET /api/query`.
     pub query_admission: Admission,
+    /// How long a reprice waits for durability before answering 503.
+    pub write_timeout: std::time::Duration,
     /// Mailbox-depth gauge of the ProductRegistry.
     pub registry_depth: prometheus::IntGauge,
     /// Mailbox-depth gauge of the QueryPlanner.

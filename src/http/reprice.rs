@@ -87,7 +87,12 @@ pub async fn reprice(state: web::Data<ApiState>, req: HttpRequest, payload: web:
         .registry
         .try_send(Traced::new(Reprice { product_id, price, reply }, &state.registry_depth))
         .map_err(|_| ActorError::Overloaded)?;
-    outcome.await.map_err(|_| ActorError::Overloaded)??;
+    // A stalled disk must not hang crawlers: past the write timeout the answer is 503 (the
+    // event may still become durable; a 503 never promises that it did not).
+    tokio::time::timeout(state.write_timeout, outcome)
+        .await
+        .map_err(|_| ApiError::WriteTimeout(state.write_timeout))?
+        .map_err(|_| ActorError::Overloaded)??;
     Ok(HttpResponse::Accepted().finish())
 }
 
