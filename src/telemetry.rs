@@ -26,7 +26,8 @@ use tracing_actix_web::{DefaultRootSpanBuilder, RootSpanBuilder};
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::{filter_fn, FilterExt, LevelFilter};
+use tracing_subscriber::{EnvFilter, Layer};
 
 /// Keeps the exporter alive; flushes spans when shut down.
 pub struct Telemetry {
@@ -275,17 +276,31 @@ pub fn init() -> Result<Telemetry, String> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let export_metrics = ExportMetrics::new();
     let (provider, runtime, exporter) = build_provider(&export_metrics)?;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let otel = provider.as_ref().map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("repricer")));
+    // Each layer filters for itself. The log layer takes events (RUST_LOG) and only the request
+    // span (for its fields and trace id); the actor-hop spans exist for the exporter alone, so
+    // without an exporter no layer wants them and they cost nothing on the hot path.
+    let log_filter = || {
+        EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| EnvFilter::new("info"))
+            .and(filter_fn(|m| m.is_event() || m.name() == "HTTP request"))
+    };
+    let otel = provider
+        .as_ref()
+        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("repricer")).with_filter(LevelFilter::INFO));
     let json = env("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    let registry = tracing_subscriber::registry().with(filter).with(otel);
+    let registry = tracing_subscriber::registry().with(otel);
     if json {
         registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(true))
+            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(true).with_filter(log_filter()))
             .try_init()
     } else {
         registry
-            .with(tracing_subscriber::fmt::layer().with_target(false).with_ansi(std::io::stdout().is_terminal()))
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(std::io::stdout().is_terminal())
+                    .with_filter(log_filter()),
+            )
             .try_init()
     }
     .map_err(|e| format!("cannot install the log subscriber: {e}"))?;

@@ -7,6 +7,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::event::Event;
 use crate::segment::format::SegmentName;
 use crate::time::Nanos;
@@ -35,11 +37,15 @@ pub struct ProductRun {
     pub before: u64,
 }
 
+/// A product's runs. Most products of a large catalogue sit in one segment or few, so the
+/// first run is stored inline (no heap allocation per product).
+pub type Runs = SmallVec<[ProductRun; 1]>;
+
 /// The sealed segments, per-product runs over them, and the durable tail not yet sealed.
 #[derive(Default)]
 pub struct Catalog {
     segments: Vec<SegmentMeta>,
-    runs: HashMap<Arc<str>, Vec<ProductRun>>,
+    runs: HashMap<Arc<str>, Runs>,
     tail: Vec<Event>,
 }
 
@@ -70,7 +76,7 @@ impl Catalog {
     }
 
     /// A catalog restored from a checkpoint.
-    pub fn from_parts(segments: Vec<SegmentMeta>, runs: HashMap<Arc<str>, Vec<ProductRun>>) -> Catalog {
+    pub fn from_parts(segments: Vec<SegmentMeta>, runs: HashMap<Arc<str>, Runs>) -> Catalog {
         Catalog { segments, runs, tail: Vec::new() }
     }
 

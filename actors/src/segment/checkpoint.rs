@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use crate::metrics::Metrics;
 use crate::price::Price;
 use crate::product::LastPrice;
-use crate::query::catalog::{ProductRun, SegmentMeta};
+use crate::query::catalog::{ProductRun, Runs, SegmentMeta};
 use crate::segment::data_dir::{sorted_names, write_atomically};
 use crate::segment::format::{parse_segment, SegmentName};
 use crate::time::Nanos;
@@ -53,10 +53,10 @@ pub struct Checkpoint {
     /// Last durable price of every product.
     pub prices: HashMap<Arc<str>, LastPrice>,
     /// Every product's runs over the covered segments.
-    pub runs: HashMap<Arc<str>, Vec<ProductRun>>,
+    pub runs: HashMap<Arc<str>, Runs>,
 }
 
-fn catalog_runs(runs: &[(u32, u32)]) -> Vec<ProductRun> {
+fn catalog_runs(runs: &[(u32, u32)]) -> Runs {
     let mut before = 0u64;
     runs.iter()
         .map(|&(segment, count)| {
