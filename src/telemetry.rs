@@ -325,7 +325,7 @@ pub struct ServerSpan;
 
 impl RootSpanBuilder for ServerSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
-        let route = request.match_pattern().unwrap_or_else(|| "unmatched".into());
+        let route = crate::http::route_template(request.path());
         let method = request.method().as_str().to_owned();
         let span = tracing::info_span!(
             "HTTP request",

@@ -41,12 +41,12 @@ impl HttpMetrics {
 pub async fn record(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
-    let method = req.method().to_string();
-    let route = req.match_pattern().unwrap_or_else(|| "unmatched".into());
+    let method = req.method().clone();
+    let route = crate::http::route_template(req.path());
     let response = next.call(req).await?;
     if let Some(m) = metrics {
         m.duration
-            .with_label_values(&[method.as_str(), route.as_str(), response.status().as_str()])
+            .with_label_values(&[method.as_str(), route, response.status().as_str()])
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(response)

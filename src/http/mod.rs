@@ -42,11 +42,29 @@ pub struct ApiState {
     pub planner_depth: prometheus::IntGauge,
 }
 
+const REPRICE: &str = "/api/reprice";
+const PRODUCT_PRICE: &str = "/api/product/{productId}/price";
+const QUERY: &str = "/api/query";
+
 /// Registers the API routes.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/reprice", web::post().to(reprice::reprice))
-        .route("/api/product/{productId}/price", web::get().to(product::product_price))
-        .route("/api/query", web::get().to(query::query));
+    cfg.route(REPRICE, web::post().to(reprice::reprice))
+        .route(PRODUCT_PRICE, web::get().to(product::product_price))
+        .route(QUERY, web::get().to(query::query));
+}
+
+/// The route template a path belongs to, for span names and metric labels (never the raw
+/// path, which would make one series per product). Cheaper than asking the router again.
+pub fn route_template(path: &str) -> &'static str {
+    match path {
+        REPRICE => REPRICE,
+        QUERY => QUERY,
+        p if p.starts_with("/api/product/") && p.ends_with("/price") => PRODUCT_PRICE,
+        "/healthz/live" => "/healthz/live",
+        "/healthz/ready" => "/healthz/ready",
+        "/metrics" => "/metrics",
+        _ => "unmatched",
+    }
 }
 
 /// The longest product id accepted (R1), in bytes of UTF-8.
