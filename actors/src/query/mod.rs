@@ -103,6 +103,17 @@ pub struct QueryPlanner {
 
 impl Actor for QueryPlanner {
     type Context = SyncContext<Self>;
+
+    /// Planner threads run at a lower priority than the write path: under contention for the
+    /// cores, long queries slow down before reprices do.
+    fn started(&mut self, _: &mut Self::Context) {
+        #[cfg(target_os = "linux")]
+        // SAFETY: setpriority on this thread's own id only changes its scheduling weight.
+        unsafe {
+            let tid = libc::gettid();
+            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
+        }
+    }
 }
 
 /// Per-query counters reported on its span.
