@@ -98,7 +98,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
         seconds = stats.duration.as_secs_f64(),
         "recovery finished"
     );
-    let mut system = ActorSystem::start(&config.system(), dir, recovered, Arc::clone(&health), metrics.clone());
+    let system = ActorSystem::start(&config.system(), dir, recovered, Arc::clone(&health), metrics.clone());
 
     let api_state = ApiState {
         registry: system.registry.clone(),
@@ -151,10 +151,8 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     system.checkpoint_now().await;
     tracing::info!("checkpoint written; flushing spans");
     admin_handle.stop(true).await;
-    drop(system.registry.clone());
     let t = Arc::clone(&telemetry);
     let _ = web::block(move || t.shutdown()).await;
-    let _ = &mut system;
     Ok(())
 }
 

@@ -73,6 +73,15 @@ impl SlowReprice {
         SlowReprice { stream, rest: full[cut..].to_vec() }
     }
 
+    /// Whether the service already answered (it refused the request before its body was sent).
+    fn was_answered(&self) -> bool {
+        self.stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let answered = matches!(self.stream.peek(&mut byte), Ok(n) if n > 0);
+        self.stream.set_nonblocking(false).unwrap();
+        answered
+    }
+
     /// Sends the rest of the body and returns the status of the answer.
     fn finish(mut self) -> u16 {
         self.stream.write_all(&self.rest).expect("send the rest of the body");
@@ -85,7 +94,7 @@ impl SlowReprice {
 /// is in flight in the service, not just in a socket buffer. Returns the prices of probes that
 /// were accepted before that.
 fn hold_in_flight(svc: &Service, product: &str, price: &str) -> (SlowReprice, Vec<String>) {
-    let slow = SlowReprice::start(&svc.api, product, price);
+    let mut slow = SlowReprice::start(&svc.api, product, price);
     let mut accepted = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -94,6 +103,11 @@ fn hold_in_flight(svc: &Service, product: &str, price: &str) -> (SlowReprice, Ve
             503 => return (slow, accepted),
             202 => accepted.push(probe),
             other => panic!("probe reprice: {other}"),
+        }
+        // A probe that held the only slot when the slow request arrived got it refused (503,
+        // already answered): start another slow request.
+        if slow.was_answered() {
+            slow = SlowReprice::start(&svc.api, product, price);
         }
         assert!(Instant::now() < deadline, "the slow reprice never reached its handler");
         std::thread::sleep(Duration::from_millis(5));
@@ -163,7 +177,12 @@ fn readiness_drops_at_once_and_in_flight_requests_finish() {
     let records = read_records(dir.path());
     let prices: Vec<(&str, &str)> =
         records.iter().filter(|r| r.product_id != "probe").map(|r| (r.product_id.as_str(), r.new_price.as_str())).collect();
-    assert_eq!(prices, [("ready-0", "5.00"), ("slow-1", "1"), ("slow-1", "42.4200")]);
+    // ready-0, then one warm-up of the slow connection per attempt at holding the slot, then the
+    // slow reprice itself.
+    let warmups = &prices[1..prices.len() - 1];
+    assert_eq!(prices.first(), Some(&("ready-0", "5.00")), "{prices:?}");
+    assert_eq!(prices.last(), Some(&("slow-1", "42.4200")), "{prices:?}");
+    assert!(!warmups.is_empty() && warmups.iter().all(|p| *p == ("slow-1", "1")), "{prices:?}");
     assert_chains(&records);
     assert!(verify(dir.path()).0);
 }
@@ -230,6 +249,7 @@ fn drain_timeout_bounds_a_request_that_never_finishes() {
     let records = read_records(dir.path());
     let prices: Vec<(&str, &str)> =
         records.iter().filter(|r| r.product_id != "probe").map(|r| (r.product_id.as_str(), r.new_price.as_str())).collect();
-    assert_eq!(prices, [("stuck-0", "3"), ("stuck-1", "1")], "the unfinished reprice is not stored");
+    assert_eq!(prices.first(), Some(&("stuck-0", "3")), "{prices:?}");
+    assert!(prices.len() >= 2 && prices[1..].iter().all(|p| *p == ("stuck-1", "1")), "the unfinished reprice is not stored: {prices:?}");
     assert!(verify(dir.path()).0);
 }

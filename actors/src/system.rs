@@ -3,7 +3,6 @@
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, RwLock};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use actix::prelude::*;
@@ -45,7 +44,6 @@ pub struct ActorSystem {
     pub planner: Addr<QueryPlanner>,
     /// The single Sequencer (for shutdown).
     pub sequencer: Addr<Sequencer>,
-    writer: Option<JoinHandle<()>>,
     checkpoints: mpsc::Sender<CheckpointRequest>,
 }
 
@@ -69,7 +67,7 @@ impl ActorSystem {
         let catalog = Arc::new(RwLock::new(recovered.catalog));
         let (jobs, job_queue) = mpsc::channel();
         let writer = SegmentWriter::new(Arc::new(dir), Arc::clone(&catalog), Arc::clone(&health), metrics.clone());
-        let writer = std::thread::Builder::new()
+        std::thread::Builder::new()
             .name("segment-writer".into())
             .spawn(move || writer.run(job_queue))
             .expect("spawn segment writer thread");
@@ -89,7 +87,7 @@ impl ActorSystem {
         let planner = SyncArbiter::start(config.query_threads.max(1), move || {
             QueryPlanner::new(Arc::clone(&catalog), Arc::clone(&cache), results.clone(), metrics.clone())
         });
-        ActorSystem { registry, planner, sequencer, writer: Some(writer), checkpoints }
+        ActorSystem { registry, planner, sequencer, checkpoints }
     }
 
     /// Seals the open window and waits until everything acknowledged is on disk.
@@ -102,13 +100,6 @@ impl ActorSystem {
         let (done, wait) = tokio::sync::oneshot::channel();
         if self.checkpoints.send(CheckpointRequest::Now(done)).is_ok() {
             let _ = wait.await;
-        }
-    }
-
-    /// Waits for the writer thread to finish after every actor holding its queue stopped.
-    pub fn join_writer(&mut self) {
-        if let Some(w) = self.writer.take() {
-            let _ = w.join();
         }
     }
 }
