@@ -112,6 +112,9 @@ impl ServeConfig {
         if self.window < Duration::from_millis(10) || self.window > Duration::from_secs(1) {
             return Err(ConfigError(format!("--window must be between 10ms and 1s, got {}", humantime::format_duration(self.window))));
         }
+        if self.http_workers > 512 {
+            return Err(ConfigError(format!("--http-workers must be at most 512, got {}", self.http_workers)));
+        }
         if self.write_timeout < Duration::from_millis(100) {
             return Err(ConfigError("--write-timeout must be at least 100ms".into()));
         }

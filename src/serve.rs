@@ -119,6 +119,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
             .wrap(from_fn(telemetry::traceparent))
             .wrap(TracingLogger::<ServerSpan>::new())
             .configure(http::routes)
+            .default_service(web::to(http::no_route))
     })
     .disable_signals()
     .backlog(4096)

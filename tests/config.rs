@@ -158,3 +158,12 @@ fn second_service_on_the_same_data_dir_fails_on_the_lock() {
     assert!(first.terminate().success());
     assert!(common::verify(dir.path()).0);
 }
+
+#[test]
+fn too_many_http_workers() {
+    let dir = temp_dir();
+    let data = dir.path().join("data");
+    let out = serve(&data, &["--http-workers", "513"], &[]);
+    assert_fails_clearly("--http-workers 513", &out, &["--http-workers", "512"]);
+    assert!(!data.exists(), "a rejected configuration must not touch the data directory");
+}

@@ -50,7 +50,7 @@ impl Metrics {
             .unwrap(),
             mailbox_depth: IntGaugeVec::new(Opts::new("repricer_mailbox_depth", "Messages waiting in actor mailboxes"), &["actor"]).unwrap(),
             recovery_seconds: prometheus::Gauge::new("repricer_recovery_duration_seconds", "Time the last start-up recovery took").unwrap(),
-            checkpoint_timestamp: IntGauge::new("repricer_checkpoint_timestamp_seconds", "Unix time of the last checkpoint written").unwrap(),
+            checkpoint_timestamp: IntGauge::new("repricer_checkpoint_timestamp_seconds", "Unix time at which the checkpoint last covered every sealed segment").unwrap(),
             segments_opened: IntCounter::new("repricer_query_segments_opened_total", "Segment files read from disk by queries").unwrap(),
             registry,
         };

@@ -19,6 +19,20 @@ pub enum ApiError {
     /// Body over the limit.
     #[error("request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The body did not arrive in time.
+    #[error("the request body was not received within {0:?}")]
+    BodyTimeout(std::time::Duration),
+    /// An unknown path.
+    #[error("no such endpoint: {0}")]
+    NoRoute(String),
+    /// A known path with the wrong method.
+    #[error("method {method} is not allowed here; use {allow}")]
+    MethodNotAllowed {
+        /// The method used.
+        method: String,
+        /// The method to use.
+        allow: &'static str,
+    },
     /// Not JSON.
     #[error("Content-Type must be application/json, not {0:?}")]
     UnsupportedMediaType(String),
@@ -40,7 +54,9 @@ impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::NotFound(_) | ApiError::NoRoute(_) => StatusCode::NOT_FOUND,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Throttled(_) | ApiError::Actor(_) | ApiError::WriteTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -52,6 +68,9 @@ impl ResponseError for ApiError {
         let mut response = HttpResponse::build(self.status_code());
         if self.status_code() == StatusCode::SERVICE_UNAVAILABLE {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from_static("1")));
+        }
+        if let ApiError::MethodNotAllowed { allow, .. } = self {
+            response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
         }
         response.content_type("application/json").body(error_body(&self.to_string()))
     }

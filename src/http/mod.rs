@@ -46,11 +46,24 @@ const REPRICE: &str = "/api/reprice";
 const PRODUCT_PRICE: &str = "/api/product/{productId}/price";
 const QUERY: &str = "/api/query";
 
-/// Registers the API routes.
+/// Registers the API routes; a known path with another method gets 405 with `Allow`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(REPRICE, web::post().to(reprice::reprice))
-        .route(PRODUCT_PRICE, web::get().to(product::product_price))
-        .route(QUERY, web::get().to(query::query));
+    cfg.service(web::resource(REPRICE).route(web::post().to(reprice::reprice)).default_service(web::to(allow_post)))
+        .service(web::resource(PRODUCT_PRICE).route(web::get().to(product::product_price)).default_service(web::to(allow_get)))
+        .service(web::resource(QUERY).route(web::get().to(query::query)).default_service(web::to(allow_get)));
+}
+
+async fn allow_post(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::MethodNotAllowed { method: req.method().to_string(), allow: "POST" })
+}
+
+async fn allow_get(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::MethodNotAllowed { method: req.method().to_string(), allow: "GET" })
+}
+
+/// Any other path: a JSON 404.
+pub async fn no_route(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::NoRoute(req.path().to_string()))
 }
 
 /// The route template a path belongs to, for span names and metric labels (never the raw

@@ -19,6 +19,10 @@ use crate::http::{check_product_id, ApiState};
 /// Largest accepted body (R1).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Longest wait for a request body: a client that stops sending mid-body gets 408 and its
+/// connection back, so stalled clients cannot pile up and exhaust the file descriptors.
+pub const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 struct RepriceBody<'a> {
@@ -76,7 +80,9 @@ async fn read_body(req: &HttpRequest, mut payload: web::Payload) -> Result<web::
 pub async fn reprice(state: web::Data<ApiState>, req: HttpRequest, payload: web::Payload) -> Result<HttpResponse, ApiError> {
     let _slot = state.reprice_admission.admit()?;
     check_content_type(&req)?;
-    let body = read_body(&req, payload).await?;
+    let body = tokio::time::timeout(BODY_TIMEOUT, read_body(&req, payload))
+        .await
+        .map_err(|_| ApiError::BodyTimeout(BODY_TIMEOUT))??;
     let (product_id, price) = parse_body(&body)?;
     tracing::Span::current().record("product.id", product_id.as_str());
     if state.health.storage_failed() {
