@@ -14,19 +14,13 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
-use common::{expect_json_error, temp_dir, Service};
-use socket2::{Domain, Protocol, Socket, Type};
+use common::{api_addr, expect_json_error, stalled_reader, temp_dir, Service};
 
 const ROWS: usize = 1000;
 const LIMIT: usize = 3;
 
-fn api_addr(svc: &Service) -> SocketAddr {
-    svc.api.strip_prefix("http://").unwrap().parse().unwrap()
-}
 
 /// Socket state of the API port, for failure messages.
 fn socket_report(svc: &Service) -> String {
@@ -38,24 +32,6 @@ fn socket_report(svc: &Service) -> String {
         .unwrap_or_default()
 }
 
-/// Sends a full-page query on a connection with tiny buffers and reads only the status line.
-fn stalled_reader(addr: SocketAddr) -> (TcpStream, String) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.set_tcp_mss(536).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let request = format!("GET /api/query?pagesize={ROWS} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\r\n") {
-        stream.read_exact(&mut byte).expect("status line");
-        line.push(byte[0]);
-    }
-    (stream, String::from_utf8(line).unwrap().trim_end().to_string())
-}
 
 fn rejections(svc: &Service) -> u64 {
     let text = svc.http.get(format!("{}/metrics", svc.admin)).send().unwrap().text().unwrap();
@@ -126,7 +102,7 @@ fn slow_readers_of_large_pages_hold_query_slots_and_the_excess_gets_503() {
     // LIMIT slow readers, each admitted (nothing else is in flight) and then stalled.
     let mut stalled = Vec::new();
     for i in 0..LIMIT {
-        let (stream, status) = stalled_reader(addr);
+        let (stream, status) = stalled_reader(addr, ROWS);
         assert_eq!(status, "HTTP/1.1 200 OK", "slow reader {i} is within the limit");
         stalled.push(stream);
     }
@@ -136,7 +112,7 @@ fn slow_readers_of_large_pages_hold_query_slots_and_the_excess_gets_503() {
         std::thread::sleep(Duration::from_millis(30));
     }
     // A raw request over another connection is refused the same way.
-    let (_, status) = stalled_reader(addr);
+    let (_, status) = stalled_reader(addr, ROWS);
     assert!(status.starts_with("HTTP/1.1 503"), "{status}");
     assert!(rejections(&svc) >= rejected_before + 11, "rejections are counted in /metrics");
 
@@ -148,7 +124,7 @@ fn slow_readers_of_large_pages_hold_query_slots_and_the_excess_gets_503() {
     // limit is reached again.
     drop(stalled.pop());
     await_admitted(&svc);
-    let (stream, status) = stalled_reader(addr);
+    let (stream, status) = stalled_reader(addr, ROWS);
     assert_eq!(status, "HTTP/1.1 200 OK", "the freed slot is available");
     stalled.push(stream);
     assert_refused(&svc);
@@ -162,7 +138,7 @@ fn slow_readers_of_large_pages_hold_query_slots_and_the_excess_gets_503() {
     let rows: Vec<serde_json::Value> = r.json().unwrap();
     assert_eq!(rows.len(), ROWS);
     // All LIMIT slots are free again: LIMIT concurrent slow readers are admitted.
-    let again: Vec<_> = (0..LIMIT).map(|_| stalled_reader(addr)).collect();
+    let again: Vec<_> = (0..LIMIT).map(|_| stalled_reader(addr, ROWS)).collect();
     assert!(again.iter().all(|(_, s)| s == "HTTP/1.1 200 OK"), "{:?}", again.iter().map(|a| &a.1).collect::<Vec<_>>());
     assert_refused(&svc);
     drop(again);

@@ -9,13 +9,10 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use common::{expect_json_error, temp_dir, Service};
-use socket2::{Domain, Protocol, Socket, Type};
+use common::{api_addr, expect_json_error, stalled_reader, temp_dir, Service};
 
 // ---------------------------------------------------------------------------------------------
 // A strict parser of the Prometheus text exposition format.
@@ -327,28 +324,7 @@ fn write_large_history(data_dir: &Path) {
     std::fs::write(results.join(format!("20231114T221320.000Z_{:020}_{ROWS:010}.json", 1)), body).unwrap();
 }
 
-fn api_addr(svc: &Service) -> SocketAddr {
-    svc.api.strip_prefix("http://").unwrap().parse().unwrap()
-}
 
-/// Sends a full-page query on a connection with tiny buffers and reads only the status line.
-fn stalled_reader(addr: SocketAddr) -> (TcpStream, String) {
-    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
-    socket.set_recv_buffer_size(4096).unwrap();
-    socket.set_tcp_mss(536).unwrap();
-    socket.connect(&addr.into()).unwrap();
-    let mut stream: TcpStream = socket.into();
-    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
-    let request = format!("GET /api/query?pagesize={ROWS} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
-    stream.write_all(request.as_bytes()).unwrap();
-    let mut line = Vec::new();
-    let mut byte = [0u8; 1];
-    while !line.ends_with(b"\r\n") {
-        stream.read_exact(&mut byte).expect("status line");
-        line.push(byte[0]);
-    }
-    (stream, String::from_utf8(line).unwrap().trim_end().to_string())
-}
 
 #[test]
 fn query_admission_rejections_are_counted() {
@@ -362,7 +338,7 @@ fn query_admission_rejections_are_counted() {
     let m0 = scrape(&svc);
     let rejected = |m: &Exposition| m.value("repricer_admission_rejections_total", &[("endpoint", "query")]);
     // The only slot is taken by a reader that does not read its body...
-    let (stalled, status) = stalled_reader(api_addr(&svc));
+    let (stalled, status) = stalled_reader(api_addr(&svc), ROWS);
     assert_eq!(status, "HTTP/1.1 200 OK");
     // ... so these are refused at once and counted.
     const REFUSED: u64 = 3;

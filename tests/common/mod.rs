@@ -521,3 +521,31 @@ pub fn assert_records_from(records: &[Record], sent: &[(String, String)]) {
         assert!(sent.contains(&(r.product_id.as_str(), r.new_price.as_str())), "record {r:?} was never sent");
     }
 }
+
+/// The API's socket address (for raw TCP clients).
+pub fn api_addr(svc: &Service) -> std::net::SocketAddr {
+    svc.api.strip_prefix("http://").unwrap().parse().unwrap()
+}
+
+/// A reader that sends a `pagesize=rows` query on a connection with tiny buffers and reads only
+/// the status line: the service cannot finish writing the page, so the request keeps its
+/// admission slot until the stream is dropped. Returns the stream and the status line.
+pub fn stalled_reader(addr: std::net::SocketAddr, rows: usize) -> (std::net::TcpStream, String) {
+    use std::io::Write as _;
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    socket.set_tcp_mss(536).unwrap();
+    socket.connect(&addr.into()).unwrap();
+    let mut stream: std::net::TcpStream = socket.into();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let request = format!("GET /api/query?pagesize={rows} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n\r\n");
+    stream.write_all(request.as_bytes()).unwrap();
+    let mut line = Vec::new();
+    let mut byte = [0u8; 1];
+    while !line.ends_with(b"\r\n") {
+        std::io::Read::read_exact(&mut stream, &mut byte).expect("status line");
+        line.push(byte[0]);
+    }
+    (stream, String::from_utf8(line).unwrap().trim_end().to_string())
+}
