@@ -11,6 +11,7 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use prometheus::IntGauge;
 use tokio::sync::oneshot;
 use tracing::Span;
 
@@ -74,6 +75,7 @@ pub struct SegmentWriter {
     catalog: Arc<RwLock<Catalog>>,
     health: Arc<Health>,
     metrics: Metrics,
+    queue_depth: IntGauge,
 }
 
 /// Most jobs taken into one batch, so that a flood cannot delay its first acks without bound.
@@ -87,7 +89,8 @@ enum Published {
 impl SegmentWriter {
     /// A writer over an opened data directory; `catalog` receives what becomes durable.
     pub fn new(dir: Arc<DataDir>, catalog: Arc<RwLock<Catalog>>, health: Arc<Health>, metrics: Metrics) -> SegmentWriter {
-        SegmentWriter { dir, open: None, catalog, health, metrics }
+        let queue_depth = metrics.depth("SegmentWriter");
+        SegmentWriter { dir, open: None, catalog, health, metrics, queue_depth }
     }
 
     /// Runs until every sender of `jobs` is gone.
@@ -101,7 +104,7 @@ impl SegmentWriter {
                     Err(TryRecvError::Empty) | Err(TryRecvError::Disconnected) => break,
                 }
             }
-            self.metrics.depth("SegmentWriter").sub(batch.len() as i64);
+            self.queue_depth.sub(batch.len() as i64);
             self.commit(&mut batch);
         }
     }
