@@ -73,8 +73,10 @@ pub struct ServeConfig {
     /// only what was sealed after the last checkpoint).
     #[arg(long, env = "REPRICER_CHECKPOINT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
     pub checkpoint_interval: Duration,
-    /// HTTP worker threads for the API (0 = one per CPU).
-    #[arg(long, env = "REPRICER_HTTP_WORKERS", default_value_t = 0)]
+    /// HTTP worker threads for the API (0 = one per CPU). With one, the actors run on that
+    /// worker's thread and no request crosses threads; more parse HTTP in parallel but hand
+    /// every request to the actors' thread.
+    #[arg(long, env = "REPRICER_HTTP_WORKERS", default_value_t = 1)]
     pub http_workers: usize,
 }
 

@@ -13,6 +13,9 @@ use clap::{CommandFactory, FromArgMatches};
 
 use config::{Cli, Command};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The command line, with every `REPRICER_*` variable listed in `repricer --help` (R13).
 fn command() -> clap::Command {
     let cmd = Cli::command();

@@ -1,14 +1,15 @@
 //! `repricer serve`: start-up (admin port, recovery, actors, API), and graceful shutdown.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
+use actix::Arbiter;
 use actix_web::{middleware::from_fn, web, App, HttpServer};
 use repricer_actors::health::Health;
 use repricer_actors::metrics::Metrics;
 use repricer_actors::segment::data_dir::DataDir;
 use repricer_actors::segment::recovery::recover;
-use repricer_actors::system::ActorSystem;
+use repricer_actors::system::{ActorSystem, StorageThreads};
 use tokio::signal::unix::{signal, SignalKind};
 use tracing_actix_web::TracingLogger;
 
@@ -98,22 +99,55 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
         seconds = stats.duration.as_secs_f64(),
         "recovery finished"
     );
-    let system = ActorSystem::start(&config.system(), dir, recovered, Arc::clone(&health), metrics.clone());
+    let system_config = config.system();
+    let storage = StorageThreads::start(&system_config, dir, recovered.catalog, Arc::clone(&health), metrics.clone());
 
-    let api_state = ApiState {
-        registry: system.registry.clone(),
-        planner: system.planner.clone(),
-        health: Arc::clone(&health),
-        reprice_admission: Admission::new("reprice", config.reprice_max_inflight, http_metrics.rejections.clone()),
-        product_admission: Admission::new("product", config.product_max_inflight, http_metrics.rejections.clone()),
-        query_admission: Admission::new("query", config.query_max_inflight, http_metrics.rejections.clone()),
-        write_timeout: config.write_timeout,
-        registry_depth: metrics.depth("ProductRegistry"),
-        planner_depth: metrics.depth("QueryPlanner"),
+    let reprice_admission = Admission::new("reprice", config.reprice_max_inflight, http_metrics.rejections.clone());
+    let product_admission = Admission::new("product", config.product_max_inflight, http_metrics.rejections.clone());
+    let query_admission = Admission::new("query", config.query_max_inflight, http_metrics.rejections.clone());
+    let (write_timeout, api_health, actor_health, actor_metrics) = (config.write_timeout, Arc::clone(&health), Arc::clone(&health), metrics.clone());
+    let (registry_depth, planner_depth) = (metrics.depth("ProductRegistry"), metrics.depth("QueryPlanner"));
+    let api_state = move |actors: &ActorSystem| ApiState {
+        registry: actors.registry.clone(),
+        planner: actors.planner.clone(),
+        health: Arc::clone(&api_health),
+        reprice_admission: reprice_admission.clone(),
+        product_admission: product_admission.clone(),
+        query_admission: query_admission.clone(),
+        write_timeout,
+        registry_depth: registry_depth.clone(),
+        planner_depth: planner_depth.clone(),
     };
+    // With one HTTP worker (the default) the actors start on that worker's arbiter when it builds
+    // its app, so a request never crosses a thread on its way through the actors. With several,
+    // they get an arbiter of their own: a worker's arbiter stops as soon as that worker has
+    // drained, while the others may still be serving requests.
+    let restored = Arc::new(Mutex::new(Some((recovered.prices, recovered.start))));
+    let actors: Arc<OnceLock<ActorSystem>> = Arc::new(OnceLock::new());
+    let storage = Arc::new(storage);
+    let worker_storage = Arc::clone(&storage);
+    let start_actors = move || {
+        let (prices, start) = restored.lock().expect("restored state lock").take().expect("actors start once");
+        tracing::info!(thread = std::thread::current().name().unwrap_or("?"), "starting the actors");
+        ActorSystem::start(&system_config, &worker_storage, prices, start, Arc::clone(&actor_health), actor_metrics.clone())
+    };
+    let workers = match config.http_workers {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    };
+    if workers > 1 {
+        let (started, wait) = tokio::sync::oneshot::channel();
+        let (cell, start) = (Arc::clone(&actors), start_actors.clone());
+        Arbiter::new().spawn_fn(move || {
+            cell.get_or_init(start);
+            let _ = started.send(());
+        });
+        let _ = wait.await;
+    }
     let mut api = HttpServer::new(move || {
+        let state = api_state(actors.get_or_init(&start_actors));
         App::new()
-            .app_data(web::Data::new(api_state.clone()))
+            .app_data(web::Data::new(state))
             .app_data(web::Data::new(http_metrics.clone()))
             .wrap(from_fn(http::metrics::record))
             .wrap(from_fn(telemetry::traceparent))
@@ -124,9 +158,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     .disable_signals()
     .backlog(4096)
     .shutdown_timeout(config.drain_timeout.as_secs().max(1));
-    if config.http_workers > 0 {
-        api = api.workers(config.http_workers);
-    }
+    api = api.workers(workers);
     let api = api.listen(api_listener).map_err(|source| StartError::Bind { addr: config.listen, source })?;
     for addr in api.addrs() {
         tracing::info!("repricer api listening on {addr}");
@@ -147,9 +179,9 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     });
     api_handle.stop(true).await;
     let _ = api_task.await;
-    system.seal_and_flush().await;
+    storage.seal_and_stop().await;
     tracing::info!("open window sealed; writing checkpoint");
-    system.checkpoint_now().await;
+    storage.checkpoint_now().await;
     tracing::info!("checkpoint written; flushing spans");
     admin_handle.stop(true).await;
     let t = Arc::clone(&telemetry);

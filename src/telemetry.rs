@@ -276,13 +276,17 @@ pub fn init() -> Result<Telemetry, String> {
     global::set_text_map_propagator(TraceContextPropagator::new());
     let export_metrics = ExportMetrics::new();
     let (provider, runtime, exporter) = build_provider(&export_metrics)?;
-    // Each layer filters for itself. The log layer takes events (RUST_LOG) and only the request
-    // span (for its fields and trace id); the actor-hop spans exist for the exporter alone, so
-    // without an exporter no layer wants them and they cost nothing on the hot path.
+    // Each layer filters for itself. The log layer takes events (RUST_LOG), plus the request
+    // span when spans are exported, so that lines inside a request carry its trace id; the
+    // actor-hop spans exist for the exporter alone. Without an exporter no layer wants a span,
+    // and spans cost nothing on the hot path.
+    let with_request_span = provider.is_some();
     let log_filter = || {
-        EnvFilter::try_from_default_env()
-            .unwrap_or_else(|_| EnvFilter::new("info"))
-            .and(filter_fn(|m| m.is_event() || m.name() == "HTTP request"))
+        let levels = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+        // The hint keeps the `log` records of dependencies (actix logs at trace level on every
+        // request) from being built and handed over only to be filtered out.
+        let hint = levels.max_level_hint().unwrap_or(LevelFilter::TRACE);
+        levels.and(filter_fn(move |m| m.is_event() || (with_request_span && m.name() == "HTTP request")).with_max_level_hint(hint))
     };
     let otel = provider
         .as_ref()

@@ -153,8 +153,17 @@ fn sigterm_under_load_drains_seals_and_exits_0() {
 
 #[test]
 fn readiness_drops_at_once_and_in_flight_requests_finish() {
+    // One worker: the actors share its thread. Two: the actors have a thread of their own, which
+    // must outlive the idle worker's drain (the slow request may sit on the other one).
+    for workers in ["1", "2"] {
+        readiness_drops_and_in_flight_requests_finish_with(workers);
+    }
+}
+
+fn readiness_drops_and_in_flight_requests_finish_with(workers: &str) {
     let dir = temp_dir();
-    let mut svc = Service::start_with(dir.path(), &["--drain-timeout", "10s", "--reprice-max-inflight", "1"], &[]);
+    let mut svc =
+        Service::start_with(dir.path(), &["--drain-timeout", "10s", "--reprice-max-inflight", "1", "--http-workers", workers], &[]);
     assert_eq!(svc.reprice("ready-0", "5.00"), 202);
     let (slow, _) = hold_in_flight(&svc, "slow-1", "42.4200");
     assert_eq!(svc.admin_status("/healthz/ready"), Some(200));
@@ -170,7 +179,7 @@ fn readiness_drops_at_once_and_in_flight_requests_finish() {
         TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_millis(500)).is_err()
     });
     assert!(svc.try_wait().is_none(), "exited before the in-flight request finished:\n{}", svc.log_text());
-    assert_eq!(slow.finish(), 202, "the in-flight reprice is served during the drain");
+    assert_eq!(slow.finish(), 202, "the in-flight reprice is served during the drain ({workers} HTTP workers)");
     let status = svc.wait_within(Duration::from_secs(10)).expect("exits once the drain is done");
     assert!(status.success(), "exit status {status}:\n{}", svc.log_text());
     assert!(wal_files(dir.path()).is_empty(), "WAL left: {:?}", wal_files(dir.path()));

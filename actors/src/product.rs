@@ -42,6 +42,9 @@ pub struct GetPrice {
     pub reply: oneshot::Sender<Option<LastPrice>>,
 }
 
+/// A map keyed by product id, with a fast seeded hash (it is looked up on every event).
+pub type ProductMap<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+
 /// A product's last durable price and when it was sequenced.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LastPrice {
@@ -53,11 +56,6 @@ pub struct LastPrice {
     pub seq: u64,
 }
 
-/// Copy the shard's durable prices (for checkpoints).
-#[derive(Message)]
-#[rtype(result = "Vec<(Arc<str>, LastPrice)>")]
-pub struct SnapshotPrices;
-
 struct ProductState {
     /// Price of the last event sent to the Sequencer: the next event's `previousPrice`.
     assigned: Option<Price>,
@@ -67,7 +65,7 @@ struct ProductState {
 
 /// The actor owning one shard of products.
 pub struct ProductActor {
-    products: HashMap<Arc<str>, ProductState>,
+    products: ProductMap<ProductState>,
     sequencer: Addr<Sequencer>,
     sequencer_depth: IntGauge,
     mailbox_capacity: usize,
@@ -76,7 +74,7 @@ pub struct ProductActor {
 impl ProductActor {
     /// A shard restored with `prices` from disk.
     pub fn new(prices: Vec<(Arc<str>, LastPrice)>, sequencer: Addr<Sequencer>, sequencer_depth: IntGauge, mailbox_capacity: usize) -> ProductActor {
-        let products = prices
+        let products: ProductMap<ProductState> = prices
             .into_iter()
             .map(|(id, last)| (id, ProductState { assigned: Some(last.price.clone()), durable: Some(last) }))
             .collect();
@@ -134,18 +132,5 @@ impl Handler<Traced<GetPrice>> for ProductActor {
         let _span = hop_span!(traced, "ProductActor handle GetPrice", product.id = %traced.msg.product_id).entered();
         let last = self.products.get(traced.msg.product_id.as_str()).and_then(|s| s.durable.clone());
         let _ = traced.msg.reply.send(last);
-    }
-}
-
-impl Handler<SnapshotPrices> for ProductActor {
-    type Result = MessageResult<SnapshotPrices>;
-
-    fn handle(&mut self, _: SnapshotPrices, _: &mut Self::Context) -> Self::Result {
-        MessageResult(
-            self.products
-                .iter()
-                .filter_map(|(id, s)| s.durable.clone().map(|d| (Arc::clone(id), d)))
-                .collect(),
-        )
     }
 }

@@ -4,17 +4,15 @@
 //! its updates stay in order. The registry never waits: a full shard mailbox is answered with
 //! `Overloaded` at once (the caller turns it into a 503).
 
-use std::hash::{DefaultHasher, Hash, Hasher};
-use std::sync::Arc;
+use std::hash::BuildHasher;
 
 use actix::dev::SendError;
 use actix::prelude::*;
 use prometheus::IntGauge;
-use futures_util::future::join_all;
 
 use crate::error::ActorError;
 use crate::hop_span;
-use crate::product::{GetPrice, LastPrice, ProductActor, Reprice, SnapshotPrices};
+use crate::product::{GetPrice, ProductActor, Reprice};
 use crate::telemetry::Traced;
 
 /// The registry actor, holding the address of every shard.
@@ -26,9 +24,7 @@ pub struct ProductRegistry {
 
 /// Which of `shards` shards owns `product_id`.
 pub fn shard_of(product_id: &str, shards: usize) -> usize {
-    let mut h = DefaultHasher::new();
-    product_id.hash(&mut h);
-    (h.finish() % shards as u64) as usize
+    (foldhash::fast::FixedState::with_seed(0x7265_7072_6963_6572).hash_one(product_id) % shards as u64) as usize
 }
 
 impl ProductRegistry {
@@ -73,19 +69,5 @@ impl Handler<Traced<GetPrice>> for ProductRegistry {
         let forwarded = Traced::new(traced.msg, &self.shard_depth);
         // A dropped reply tells the caller the read could not be queued.
         let _ = self.shard(&forwarded.msg.product_id).try_send(forwarded);
-    }
-}
-
-/// Collect the durable prices of every shard (for a checkpoint).
-#[derive(Message)]
-#[rtype(result = "Vec<(Arc<str>, LastPrice)>")]
-pub struct SnapshotAllPrices;
-
-impl Handler<SnapshotAllPrices> for ProductRegistry {
-    type Result = ResponseFuture<Vec<(Arc<str>, LastPrice)>>;
-
-    fn handle(&mut self, _: SnapshotAllPrices, _: &mut Self::Context) -> Self::Result {
-        let asks: Vec<_> = self.shards.iter().map(|s| s.send(SnapshotPrices)).collect();
-        Box::pin(async move { join_all(asks).await.into_iter().flat_map(Result::unwrap_or_default).collect() })
     }
 }

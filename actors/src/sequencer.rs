@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use prometheus::IntGauge;
-use tokio::sync::oneshot;
 
 use crate::error::ActorError;
 use crate::event::Event;
@@ -20,7 +19,7 @@ use crate::hop_span;
 use crate::metrics::Metrics;
 use crate::price::Price;
 use crate::segment::writer::Waiter;
-use crate::segment::{Append, Barrier, FileSegment, SealWindow};
+use crate::segment::{Append, FileSegment, SealWindow};
 use crate::telemetry::Traced;
 use crate::time::{now_nanos, Nanos};
 
@@ -37,11 +36,6 @@ pub struct Sequence {
     /// Released once the event is durable.
     pub reply: Waiter,
 }
-
-/// Seal the open window and wait until everything queued is durable (shutdown).
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct SealAndFlush;
 
 /// The timestamp rule of R6: strictly increasing, never inside a sealed window.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -170,19 +164,6 @@ impl Handler<Traced<Sequence>> for Sequencer {
         self.metrics.events_sequenced.inc();
         let event = Event { seq, timestamp, product_id, price, previous_price };
         self.segment.do_send(Traced::new(Append { event, window_start, waiter: reply }, &self.segment_depth));
-    }
-}
-
-impl Handler<SealAndFlush> for Sequencer {
-    type Result = ResponseFuture<()>;
-
-    fn handle(&mut self, _: SealAndFlush, _: &mut Self::Context) -> Self::Result {
-        self.seal_open_window();
-        let (tx, rx) = oneshot::channel();
-        self.segment.do_send(Barrier(tx));
-        Box::pin(async move {
-            let _ = rx.await;
-        })
     }
 }
 

@@ -1,4 +1,8 @@
-//! Wiring: starts the writer thread and every actor from a recovered state.
+//! Wiring: starts the storage threads and every actor from a recovered state.
+//!
+//! The two are started apart: the storage threads first, from the thread that recovered, and
+//! the actors later on the arbiter that will send them most messages (the HTTP worker), so that
+//! a request does not cross threads on its way through the actors.
 
 use std::path::PathBuf;
 use std::sync::mpsc;
@@ -9,15 +13,16 @@ use actix::prelude::*;
 
 use crate::health::Health;
 use crate::metrics::Metrics;
-use crate::product::{LastPrice, ProductActor};
+
+use crate::product::{LastPrice, ProductActor, ProductMap};
 use crate::query::{QueryPlanner, SegmentCache};
 use crate::registry::{shard_of, ProductRegistry};
 use crate::segment::checkpoint::{CheckpointRequest, Checkpointer};
 use crate::segment::data_dir::DataDir;
-use crate::segment::recovery::Recovered;
-use crate::segment::writer::SegmentWriter;
+use crate::query::catalog::Catalog;
+use crate::segment::writer::{SegmentWriter, WriteJob};
 use crate::segment::FileSegment;
-use crate::sequencer::{SealAndFlush, Sequencer};
+use crate::sequencer::{SequenceStart, Sequencer};
 
 /// The actor system's settings (a subset of the service configuration).
 #[derive(Clone, Debug)]
@@ -36,21 +41,18 @@ pub struct SystemConfig {
     pub checkpoint_interval: Duration,
 }
 
-/// Addresses of the running actors.
-pub struct ActorSystem {
-    /// Entry point for reprices and price reads.
-    pub registry: Addr<ProductRegistry>,
-    /// Entry point for history queries.
-    pub planner: Addr<QueryPlanner>,
-    /// The single Sequencer (for shutdown).
-    pub sequencer: Addr<Sequencer>,
+/// The threads that own the files: the SegmentWriter and the Checkpointer.
+pub struct StorageThreads {
+    jobs: mpsc::Sender<WriteJob>,
     checkpoints: mpsc::Sender<CheckpointRequest>,
+    catalog: Arc<RwLock<Catalog>>,
+    results: PathBuf,
 }
 
-impl ActorSystem {
-    /// Starts everything on the current actix system. `recovered` comes from
-    /// [`crate::segment::recovery::recover`] on the same `dir`.
-    pub fn start(config: &SystemConfig, dir: DataDir, recovered: Recovered, health: Arc<Health>, metrics: Metrics) -> ActorSystem {
+impl StorageThreads {
+    /// Starts both threads on an opened, recovered data directory; `catalog` is the recovered
+    /// segment metadata.
+    pub fn start(config: &SystemConfig, dir: DataDir, catalog: Catalog, health: Arc<Health>, metrics: Metrics) -> StorageThreads {
         let results: PathBuf = dir.results.clone();
         let checkpointer = Checkpointer {
             root: dir.root.clone(),
@@ -64,35 +66,23 @@ impl ActorSystem {
             .name("checkpointer".into())
             .spawn(move || checkpointer.run(checkpoint_requests))
             .expect("spawn checkpointer thread");
-        let catalog = Arc::new(RwLock::new(recovered.catalog));
+        let catalog = Arc::new(RwLock::new(catalog));
         let (jobs, job_queue) = mpsc::channel();
-        let writer = SegmentWriter::new(Arc::new(dir), Arc::clone(&catalog), Arc::clone(&health), metrics.clone());
+        let writer = SegmentWriter::new(Arc::new(dir), Arc::clone(&catalog), health, metrics);
         std::thread::Builder::new()
             .name("segment-writer".into())
             .spawn(move || writer.run(job_queue))
             .expect("spawn segment writer thread");
-        let segment = FileSegment::new(jobs, metrics.depth("SegmentWriter")).start();
-        let sequencer = Sequencer::new(recovered.start, config.window, segment, health, metrics.clone(), config.mailbox_capacity).start();
-        let shards = config.product_shards.max(1);
-        let mut parts: Vec<Vec<(Arc<str>, LastPrice)>> = (0..shards).map(|_| Vec::new()).collect();
-        for (id, last) in recovered.prices {
-            parts[shard_of(&id, shards)].push((id, last));
-        }
-        let shard_addrs = parts
-            .into_iter()
-            .map(|prices| ProductActor::new(prices, sequencer.clone(), metrics.depth("Sequencer"), config.mailbox_capacity).start())
-            .collect();
-        let registry = ProductRegistry::new(shard_addrs, metrics.depth("ProductActor"), config.mailbox_capacity).start();
-        let cache = Arc::new(SegmentCache::new(config.segment_cache));
-        let planner = SyncArbiter::start(config.query_threads.max(1), move || {
-            QueryPlanner::new(Arc::clone(&catalog), Arc::clone(&cache), results.clone(), metrics.clone())
-        });
-        ActorSystem { registry, planner, sequencer, checkpoints }
+        StorageThreads { jobs, checkpoints, catalog, results }
     }
 
-    /// Seals the open window and waits until everything acknowledged is on disk.
-    pub async fn seal_and_flush(&self) {
-        let _ = self.sequencer.send(SealAndFlush).await;
+    /// Shutdown, once no request is in flight: seals the open window and waits until it is in
+    /// `results/`. The writer refuses every later job.
+    pub async fn seal_and_stop(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.jobs.send(WriteJob::Close(done)).is_ok() {
+            let _ = wait.await;
+        }
     }
 
     /// Writes a checkpoint covering every sealed segment and waits for it (shutdown).
@@ -101,5 +91,46 @@ impl ActorSystem {
         if self.checkpoints.send(CheckpointRequest::Now(done)).is_ok() {
             let _ = wait.await;
         }
+    }
+}
+
+/// Addresses of the running actors.
+#[derive(Clone)]
+pub struct ActorSystem {
+    /// Entry point for reprices and price reads.
+    pub registry: Addr<ProductRegistry>,
+    /// Entry point for history queries.
+    pub planner: Addr<QueryPlanner>,
+}
+
+impl ActorSystem {
+    /// Starts every actor on the current arbiter (the QueryPlanner on threads of its own),
+    /// from the recovered `prices` and sequence `start`, writing through `storage`.
+    pub fn start(
+        config: &SystemConfig,
+        storage: &StorageThreads,
+        prices: ProductMap<LastPrice>,
+        start: SequenceStart,
+        health: Arc<Health>,
+        metrics: Metrics,
+    ) -> ActorSystem {
+        let segment = FileSegment::new(storage.jobs.clone(), metrics.depth("SegmentWriter")).start();
+        let sequencer = Sequencer::new(start, config.window, segment, health, metrics.clone(), config.mailbox_capacity).start();
+        let shards = config.product_shards.max(1);
+        let mut parts: Vec<Vec<(Arc<str>, LastPrice)>> = (0..shards).map(|_| Vec::new()).collect();
+        for (id, last) in prices {
+            parts[shard_of(&id, shards)].push((id, last));
+        }
+        let shard_addrs = parts
+            .into_iter()
+            .map(|prices| ProductActor::new(prices, sequencer.clone(), metrics.depth("Sequencer"), config.mailbox_capacity).start())
+            .collect();
+        let registry = ProductRegistry::new(shard_addrs, metrics.depth("ProductActor"), config.mailbox_capacity).start();
+        let cache = Arc::new(SegmentCache::new(config.segment_cache));
+        let (catalog, results) = (Arc::clone(&storage.catalog), storage.results.clone());
+        let planner = SyncArbiter::start(config.query_threads.max(1), move || {
+            QueryPlanner::new(Arc::clone(&catalog), Arc::clone(&cache), results.clone(), metrics.clone())
+        });
+        ActorSystem { registry, planner }
     }
 }

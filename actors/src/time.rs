@@ -15,7 +15,53 @@ pub fn now_nanos() -> Nanos {
 
 /// `2026-12-03T15:04:05.123456789Z`: the form stored in segment files (R7).
 pub fn format_rfc3339(t: Nanos) -> String {
-    DateTime::<Utc>::from_timestamp_nanos(t).format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string()
+    let mut out = String::with_capacity(30);
+    write_rfc3339(t, &mut out);
+    out
+}
+
+/// Appends [`format_rfc3339`]'s form to `out` without a format string: every stored record
+/// carries one, so this is on the write path of every event.
+pub fn write_rfc3339(t: Nanos, out: &mut String) {
+    let (secs, nanos) = (t.div_euclid(NANOS_PER_SEC), t.rem_euclid(NANOS_PER_SEC));
+    let (days, second_of_day) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    for (value, width, then) in [
+        (year, 4, '-'),
+        (month, 2, '-'),
+        (day, 2, 'T'),
+        (second_of_day / 3600, 2, ':'),
+        (second_of_day / 60 % 60, 2, ':'),
+        (second_of_day % 60, 2, '.'),
+        (nanos, 9, 'Z'),
+    ] {
+        push_digits(out, value, width);
+        out.push(then);
+    }
+}
+
+/// Appends the `width` low decimal digits of a non-negative `value`, zero-padded.
+fn push_digits(out: &mut String, mut value: i64, width: usize) {
+    let mut buf = [b'0'; 9];
+    for slot in buf[..width].iter_mut().rev() {
+        *slot = b'0' + (value % 10) as u8;
+        value /= 10;
+    }
+    out.push_str(std::str::from_utf8(&buf[..width]).expect("ASCII digits"));
+}
+
+/// Year, month, day of a day count since 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// `1764774245.123456789`: the JSON number form returned by the API (R3).
@@ -103,6 +149,23 @@ pub fn parse_compact(s: &str) -> Option<Nanos> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rfc3339_matches_chrono_across_the_nanosecond_range() {
+        let chrono_form = |t: Nanos| DateTime::<Utc>::from_timestamp_nanos(t).format("%Y-%m-%dT%H:%M:%S%.9fZ").to_string();
+        let mut t: i64 = i64::MIN;
+        let step = (i64::MAX / 20_011) * 2 + 7;
+        let mut checked = 0;
+        while let Some(next) = t.checked_add(step) {
+            assert_eq!(format_rfc3339(t), chrono_form(t), "t = {t}");
+            t = next;
+            checked += 1;
+        }
+        for t in [0, -1, 1, 951_782_400_000_000_000, 1_764_774_245_123_456_789, 4_102_444_799_999_999_999, i64::MAX] {
+            assert_eq!(format_rfc3339(t), chrono_form(t), "t = {t}");
+        }
+        assert!(checked > 20_000);
+    }
 
     #[test]
     fn forms_round_trip() {

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+use crate::product::ProductMap;
 use crate::event::Event;
 use crate::segment::format::SegmentName;
 use crate::time::Nanos;
@@ -45,7 +46,7 @@ pub type Runs = SmallVec<[ProductRun; 1]>;
 #[derive(Default)]
 pub struct Catalog {
     segments: Vec<SegmentMeta>,
-    runs: HashMap<Arc<str>, Runs>,
+    runs: ProductMap<Runs>,
     tail: Vec<Event>,
 }
 
@@ -76,7 +77,7 @@ impl Catalog {
     }
 
     /// A catalog restored from a checkpoint.
-    pub fn from_parts(segments: Vec<SegmentMeta>, runs: HashMap<Arc<str>, Runs>) -> Catalog {
+    pub fn from_parts(segments: Vec<SegmentMeta>, runs: ProductMap<Runs>) -> Catalog {
         Catalog { segments, runs, tail: Vec::new() }
     }
 

@@ -13,13 +13,14 @@
 //! first_ts i64, last_ts i64, file size u64), product count u64 then per product sorted by id (id len u16, id,
 //! price len u8, price, ts i64, seq u64, run count u32, runs (segment u32, count u32)), CRC-32.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::PathBuf;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::product::ProductMap;
 use crate::metrics::Metrics;
 use crate::price::Price;
 use crate::product::LastPrice;
@@ -51,9 +52,9 @@ pub struct Checkpoint {
     /// Metadata of each covered segment, in order.
     pub segments: Vec<SegmentMeta>,
     /// Last durable price of every product.
-    pub prices: HashMap<Arc<str>, LastPrice>,
+    pub prices: ProductMap<LastPrice>,
     /// Every product's runs over the covered segments.
-    pub runs: HashMap<Arc<str>, Runs>,
+    pub runs: ProductMap<Runs>,
 }
 
 fn catalog_runs(runs: &[(u32, u32)]) -> Runs {
@@ -202,7 +203,7 @@ impl RawCheckpoint {
 pub fn load(root: &std::path::Path) -> Result<Option<Checkpoint>, String> {
     let Some(raw) = read_raw(&root.join(FILE_NAME))? else { return Ok(None) };
     let n = raw.products as usize;
-    let (mut prices, mut runs) = (HashMap::with_capacity(n), HashMap::with_capacity(n));
+    let (mut prices, mut runs) = (ProductMap::with_capacity_and_hasher(n, Default::default()), ProductMap::with_capacity_and_hasher(n, Default::default()));
     for entry in raw.entries() {
         let (id, p) = entry?;
         let id: Arc<str> = Arc::from(id);

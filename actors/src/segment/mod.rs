@@ -15,7 +15,6 @@ use std::sync::mpsc::Sender;
 
 use actix::prelude::*;
 use prometheus::IntGauge;
-use tokio::sync::oneshot;
 
 use crate::error::ActorError;
 use crate::event::Event;
@@ -43,11 +42,6 @@ pub struct SealWindow {
     /// The window.
     pub window_start: Nanos,
 }
-
-/// Reply when every earlier message is on disk.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Barrier(pub oneshot::Sender<()>);
 
 /// The FileSegment actor.
 pub struct FileSegment {
@@ -93,13 +87,5 @@ impl Handler<Traced<SealWindow>> for FileSegment {
 
     fn handle(&mut self, traced: Traced<SealWindow>, _: &mut Self::Context) {
         let _ = self.submit(WriteJob::Seal { window_start: traced.msg.window_start });
-    }
-}
-
-impl Handler<Barrier> for FileSegment {
-    type Result = ();
-
-    fn handle(&mut self, barrier: Barrier, _: &mut Self::Context) {
-        let _ = self.submit(WriteJob::Barrier(barrier.0));
     }
 }

@@ -1,11 +1,11 @@
 //! Start-up recovery (R8, R9): rebuild last-known prices, the sequence and the query catalog
 //! from `results/`, then complete any open window left in `wal/` by a crash.
 
-use std::collections::HashMap;
 use std::fs;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::product::ProductMap;
 use crate::error::StorageError;
 use crate::event::Event;
 use crate::product::LastPrice;
@@ -19,7 +19,7 @@ use crate::time::Nanos;
 /// Everything the actors start from.
 pub struct Recovered {
     /// Last durable price of every product.
-    pub prices: HashMap<Arc<str>, LastPrice>,
+    pub prices: ProductMap<LastPrice>,
     /// Where the Sequencer continues.
     pub start: SequenceStart,
     /// Metadata of every sealed segment.
@@ -48,7 +48,7 @@ pub struct RecoveryStats {
 }
 
 struct Replay {
-    prices: HashMap<Arc<str>, LastPrice>,
+    prices: ProductMap<LastPrice>,
     catalog: Catalog,
     next_seq: u64,
     last_ts: Nanos,
@@ -124,7 +124,7 @@ pub fn recover(dir: &DataDir, window: Duration) -> Result<Recovered, StorageErro
 
 /// The state as of the checkpoint, and how many of `names` it covers (0 without a usable one).
 fn from_checkpoint(dir: &DataDir, names: &[String]) -> (Replay, usize) {
-    let empty = Replay { prices: HashMap::new(), catalog: Catalog::new(), next_seq: 1, last_ts: 0, last_window: None };
+    let empty = Replay { prices: ProductMap::default(), catalog: Catalog::new(), next_seq: 1, last_ts: 0, last_window: None };
     let cp = match checkpoint::load(&dir.root) {
         Ok(Some(cp)) => cp,
         Ok(None) => return (empty, 0),
@@ -197,6 +197,7 @@ fn quarantine(dir: &DataDir, file: &str, reason: &str) -> Result<(), StorageErro
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use super::*;
     use crate::price::Price;
     use crate::segment::checkpoint::{Checkpointer, FILE_NAME};

@@ -55,8 +55,9 @@ pub enum WriteJob {
         /// Start of the window to seal.
         window_start: Nanos,
     },
-    /// Reply once every earlier job is done (used at shutdown).
-    Barrier(oneshot::Sender<()>),
+    /// Shutdown: seal whatever window is open, reply once it is in `results/`, and stop.
+    /// Jobs after it are refused.
+    Close(oneshot::Sender<()>),
 }
 
 struct OpenWindow {
@@ -76,6 +77,7 @@ pub struct SegmentWriter {
     health: Arc<Health>,
     metrics: Metrics,
     queue_depth: IntGauge,
+    closed: bool,
 }
 
 /// Most jobs taken into one batch, so that a flood cannot delay its first acks without bound.
@@ -86,17 +88,31 @@ enum Published {
     Sealed(SegmentName, u64),
 }
 
+/// Answers jobs that will not be written: appends get `error`, closes are collected.
+fn refuse(jobs: impl IntoIterator<Item = WriteJob>, error: ActorError, closers: &mut Vec<oneshot::Sender<()>>) {
+    for job in jobs {
+        match job {
+            WriteJob::Append { waiter, .. } => {
+                let _ = waiter.send(Err(error.clone()));
+            }
+            WriteJob::Close(done) => closers.push(done),
+            WriteJob::Seal { .. } => {}
+        }
+    }
+}
+
 impl SegmentWriter {
     /// A writer over an opened data directory; `catalog` receives what becomes durable.
     pub fn new(dir: Arc<DataDir>, catalog: Arc<RwLock<Catalog>>, health: Arc<Health>, metrics: Metrics) -> SegmentWriter {
         let queue_depth = metrics.depth("SegmentWriter");
-        SegmentWriter { dir, open: None, catalog, health, metrics, queue_depth }
+        SegmentWriter { dir, open: None, catalog, health, metrics, queue_depth, closed: false }
     }
 
-    /// Runs until every sender of `jobs` is gone.
+    /// Runs until a [`WriteJob::Close`] or until every sender of `jobs` is gone.
     pub fn run(mut self, jobs: Receiver<WriteJob>) {
         let mut batch = Vec::new();
-        while let Ok(first) = jobs.recv() {
+        while !self.closed {
+            let Ok(first) = jobs.recv() else { break };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
@@ -111,7 +127,7 @@ impl SegmentWriter {
 
     fn commit(&mut self, batch: &mut Vec<WriteJob>) {
         let mut waiters: Vec<(Waiter, Ack)> = Vec::new();
-        let mut barriers = Vec::new();
+        let mut closers = Vec::new();
         let mut published = Vec::new();
         let mut spans = Vec::new();
         // Jobs a failed write left unprocessed; they are answered below rather than dropped.
@@ -122,7 +138,7 @@ impl SegmentWriter {
             let commit_span = tracing::info_span!("FileSegment group commit", events = tracing::field::Empty);
             let mut jobs = batch.drain(..);
             // Entered, so that the seal of a window done in this batch nests under it.
-            let r = commit_span.in_scope(|| self.write_batch(&mut jobs, &mut waiters, &mut barriers, &mut published, &mut spans));
+            let r = commit_span.in_scope(|| self.write_batch(&mut jobs, &mut waiters, &mut closers, &mut published, &mut spans));
             unwritten.extend(jobs);
             commit_span.record("events", waiters.len());
             link_spans(&commit_span, &spans);
@@ -142,6 +158,7 @@ impl SegmentWriter {
                 for (waiter, ack) in waiters {
                     let _ = waiter.send(Ok(ack));
                 }
+                refuse(unwritten, ActorError::ShuttingDown, &mut closers);
             }
             Err(error) => {
                 if let Some(error) = error {
@@ -151,16 +168,13 @@ impl SegmentWriter {
                 for (waiter, _) in waiters {
                     let _ = waiter.send(Err(ActorError::StorageUnavailable));
                 }
-                for job in unwritten.into_iter().chain(batch.drain(..)) {
-                    if let WriteJob::Append { waiter, .. } = job {
-                        let _ = waiter.send(Err(ActorError::StorageUnavailable));
-                    } else if let WriteJob::Barrier(done) = job {
-                        barriers.push(done);
-                    }
-                }
+                refuse(unwritten.into_iter().chain(batch.drain(..)), ActorError::StorageUnavailable, &mut closers);
             }
         }
-        for done in barriers {
+        if !closers.is_empty() {
+            self.closed = true;
+        }
+        for done in closers {
             let _ = done.send(());
         }
     }
@@ -169,12 +183,12 @@ impl SegmentWriter {
         &mut self,
         jobs: &mut impl Iterator<Item = WriteJob>,
         waiters: &mut Vec<(Waiter, Ack)>,
-        barriers: &mut Vec<oneshot::Sender<()>>,
+        closers: &mut Vec<oneshot::Sender<()>>,
         published: &mut Vec<Published>,
         spans: &mut Vec<Span>,
     ) -> Result<(), StorageError> {
         let mut buf = Vec::new();
-        for job in jobs {
+        for job in jobs.by_ref() {
             match job {
                 WriteJob::Append { event, window_start, waiter, span } => {
                     if self.open.as_ref().is_none_or(|w| w.start != window_start) {
@@ -198,7 +212,15 @@ impl SegmentWriter {
                     self.flush_wal(&mut buf)?;
                     published.extend(self.seal(window_start)?.map(|(n, b)| Published::Sealed(n, b)));
                 }
-                WriteJob::Barrier(done) => barriers.push(done),
+                WriteJob::Close(done) => {
+                    self.flush_wal(&mut buf)?;
+                    if let Some(open) = self.open.as_ref().map(|w| w.start) {
+                        published.extend(self.seal(open)?.map(|(n, b)| Published::Sealed(n, b)));
+                    }
+                    closers.push(done);
+                    // What follows a Close stays in `jobs` and is refused by the caller.
+                    return Ok(());
+                }
             }
         }
         self.flush_wal(&mut buf)
