@@ -288,25 +288,25 @@ pub fn init() -> Result<Telemetry, String> {
         let hint = levels.max_level_hint().unwrap_or(LevelFilter::TRACE);
         levels.and(filter_fn(move |m| m.is_event() || (with_request_span && m.name() == "HTTP request")).with_max_level_hint(hint))
     };
-    let otel = provider
-        .as_ref()
-        .map(|p| tracing_opentelemetry::layer().with_tracer(p.tracer("repricer")).with_filter(LevelFilter::INFO));
-    let json = env("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
-    let registry = tracing_subscriber::registry().with(otel);
-    if json {
-        registry
-            .with(tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(true).with_filter(log_filter()))
-            .try_init()
-    } else {
-        registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .with_target(false)
-                    .with_ansi(std::io::stdout().is_terminal())
-                    .with_filter(log_filter()),
-            )
-            .try_init()
+    // A plain list of layers: an absent exporter must add no layer at all (an `Option` layer
+    // that is `None` declares interest in every span, so each would be built and dropped).
+    let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
+    if let Some(p) = provider.as_ref() {
+        layers.push(tracing_opentelemetry::layer().with_tracer(p.tracer("repricer")).with_filter(LevelFilter::INFO).boxed());
     }
+    let json = env("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
+    layers.push(if json {
+        tracing_subscriber::fmt::layer().json().with_current_span(true).with_span_list(true).with_filter(log_filter()).boxed()
+    } else {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_filter(log_filter())
+            .boxed()
+    });
+    tracing_subscriber::registry()
+        .with(layers)
+        .try_init()
     .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
     Ok(Telemetry { provider, _grpc_runtime: runtime, exporter, export_metrics })
 }
@@ -330,21 +330,24 @@ pub struct ServerSpan;
 impl RootSpanBuilder for ServerSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
         let route = crate::http::route_template(request.path());
-        let method = request.method().as_str().to_owned();
+        let method = request.method().as_str();
         let span = tracing::info_span!(
             "HTTP request",
-            otel.name = %format!("{method} {route}"),
+            otel.name = %format_args!("{method} {route}"),
             otel.kind = "server",
             http.request.method = %method,
             http.route = %route,
             url.path = %request.path(),
-            url.scheme = %request.connection_info().scheme(),
+            url.scheme = "http",
             http.response.status_code = Empty,
             otel.status_code = Empty,
             product.id = Empty,
             trace_id = Empty,
             span_id = Empty,
         );
+        if span.is_disabled() {
+            return span;
+        }
         let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
         if parent.span().span_context().is_valid() {
             let _ = span.set_parent(parent);
