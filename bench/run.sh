@@ -23,15 +23,19 @@
 #   CONNS [64]          connections of the main comparisons
 #   ROUNDS [1]          repeat each no-op/service comparison this many times, interleaved, and
 #                       judge the median ratio (use 3 or more on a machine shared with other work)
-#   PIN [split]         split: server on the first half of the cores, wrk on the other half;
-#                       shared: no pinning, server and wrk share every core
+#   PIN [shared]        shared: no pinning, server and wrk share every core (the whole machine,
+#                       as the issue asks); split: server on the first half of the cores, wrk on
+#                       the other half
 #   SERVER_CPUS, WRK_CPUS   explicit taskset core lists (override PIN)
 #   NICE [-20 as root, else 0]  priority of the servers and wrk (and of their scheduler autogroups)
 #   WRK_THREADS         wrk threads [number of wrk cores]
 #   REPRICE_POOL [100000]   distinct products the reprice load draws from
 #   GET_POOL [10000]        products written before the GET and query stages
 #   RSS_PRODUCTS [1000000]  distinct products of the rss stage
-#   SERVER_ARGS         extra flags for `repricer serve` (e.g. "--product-max-inflight 64")
+#   SERVER_ARGS         extra flags for `repricer serve` (e.g. "--http-workers 2")
+#   LIMIT_ARGS          admission limits [--product-max-inflight CONNS --query-max-inflight CONNS]:
+#                       at the default limit of 50, 14 of 64 connections would only measure how
+#                       fast 503s come back
 #   API_PORT, ADMIN_PORT, NOOP_PORT   [random free ports]
 #   BENCH_DIR [target/bench]  where the temporary data directories go (must not be tmpfs)
 #   KEEP_DATA [0]       1 keeps the data directories and server logs
@@ -50,11 +54,12 @@ WARMUP=${WARMUP:-2}
 CONNS=${CONNS:-64}
 ROUNDS=${ROUNDS:-1}
 ROUND=1
-PIN=${PIN:-split}
+PIN=${PIN:-shared}
 REPRICE_POOL=${REPRICE_POOL:-100000}
 GET_POOL=${GET_POOL:-10000}
 RSS_PRODUCTS=${RSS_PRODUCTS:-1000000}
 SERVER_ARGS=${SERVER_ARGS:-}
+LIMIT_ARGS=${LIMIT_ARGS:---product-max-inflight $CONNS --query-max-inflight $CONNS}
 BENCH_DIR=${BENCH_DIR:-target/bench}
 KEEP_DATA=${KEEP_DATA:-0}
 SKIP_BUILD=${SKIP_BUILD:-0}
@@ -185,7 +190,7 @@ start_repricer() {
     local data=$1 logf=$2 started=$SECONDS
     # shellcheck disable=SC2086  # SERVER_ARGS is a list of flags
     local cmd=("${SERVER_PIN[@]}" "$REPRICER" serve --listen "127.0.0.1:$API_PORT"
-        --admin-listen "127.0.0.1:$ADMIN_PORT" --data-dir "$data" $SERVER_ARGS)
+        --admin-listen "127.0.0.1:$ADMIN_PORT" --data-dir "$data" $LIMIT_ARGS $SERVER_ARGS)
     COMMANDS+=("$(shown "${cmd[@]}")")
     "${cmd[@]}" >"$logf" 2>&1 &
     REPRICER_PID=$!

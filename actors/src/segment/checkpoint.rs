@@ -300,16 +300,6 @@ fn fold(root: &std::path::Path, staging: &std::path::Path, results: &std::path::
     Ok(Some(segments.len()))
 }
 
-/// A fold allocates and frees a copy of every touched product; glibc keeps freed pages in its
-/// arenas unless asked, which shows up as resident memory that is not in use.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free pages to the kernel.
-    unsafe {
-        libc::malloc_trim(0);
-    }
-}
-
 /// Requests to the Checkpointer thread.
 pub enum CheckpointRequest {
     /// Write a checkpoint now and reply when done (shutdown).
@@ -343,7 +333,6 @@ impl Checkpointer {
             Ok(None) => self.metrics.checkpoint_timestamp.set(chrono::Utc::now().timestamp()),
             Err(error) => tracing::error!(%error, "checkpoint failed; start-up will replay more"),
         }
-        release_freed_memory();
     }
 
     /// Runs until the request channel closes.
