@@ -27,6 +27,10 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::filter::{filter_fn, FilterExt, LevelFilter};
+use tracing::field::{Field, Visit};
+use tracing_subscriber::field::RecordFields;
+use tracing_subscriber::fmt::format::Writer;
+use tracing_subscriber::fmt::FormatFields;
 use tracing_subscriber::{EnvFilter, Layer};
 
 /// Keeps the exporter alive; flushes spans when shut down.
@@ -292,7 +296,17 @@ pub fn init() -> Result<Telemetry, String> {
     // that is `None` declares interest in every span, so each would be built and dropped).
     let mut layers: Vec<Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>> = Vec::new();
     if let Some(p) = provider.as_ref() {
-        layers.push(tracing_opentelemetry::layer().with_tracer(p.tracer("repricer")).with_filter(LevelFilter::INFO).boxed());
+        // Only what a trace of this service needs: the per-span extras (source location, thread,
+        // target, busy/idle timings) and making each entered span the current OTel context are
+        // a few allocations and clock reads per hop, on every request.
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(p.tracer("repricer"))
+            .with_location(false)
+            .with_threads(false)
+            .with_target(false)
+            .with_tracked_inactivity(false)
+            .with_context_activation(false);
+        layers.push(otel.with_filter(LevelFilter::INFO).boxed());
     }
     let json = env("LOG_FORMAT").is_some_and(|f| f.eq_ignore_ascii_case("json"));
     layers.push(if json {
@@ -301,6 +315,7 @@ pub fn init() -> Result<Telemetry, String> {
         tracing_subscriber::fmt::layer()
             .with_target(false)
             .with_ansi(std::io::stdout().is_terminal())
+            .fmt_fields(LogFields)
             .with_filter(log_filter())
             .boxed()
     });
@@ -309,6 +324,48 @@ pub fn init() -> Result<Telemetry, String> {
         .try_init()
     .map_err(|e| format!("cannot install the log subscriber: {e}"))?;
     Ok(Telemetry { provider, _grpc_runtime: runtime, exporter, export_metrics })
+}
+
+/// How the text log writes fields: `name=value`, and of the request span only the fields a
+/// log reader needs (the span's OpenTelemetry attributes would be formatted, at some cost, on
+/// every request for lines that rarely come).
+struct LogFields;
+
+impl<'writer> FormatFields<'writer> for LogFields {
+    fn format_fields<R: RecordFields>(&self, mut writer: Writer<'writer>, fields: R) -> std::fmt::Result {
+        let mut visitor = LogFieldVisitor { writer: &mut writer, result: Ok(()), first: true };
+        fields.record(&mut visitor);
+        visitor.result
+    }
+}
+
+struct LogFieldVisitor<'a, 'writer> {
+    writer: &'a mut Writer<'writer>,
+    result: std::fmt::Result,
+    first: bool,
+}
+
+impl Visit for LogFieldVisitor<'_, '_> {
+    fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
+        const REQUEST_ATTRIBUTES: [&str; 7] =
+            ["otel.name", "otel.kind", "otel.status_code", "http.request.method", "url.path", "url.scheme", "http.response.status_code"];
+        if self.result.is_err() || REQUEST_ATTRIBUTES.contains(&field.name()) {
+            return;
+        }
+        let separator = if std::mem::take(&mut self.first) { "" } else { " " };
+        self.result = match field.name() {
+            "message" => write!(self.writer, "{separator}{value:?}"),
+            name => write!(self.writer, "{separator}{name}={value:?}"),
+        };
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.record_debug(field, &format_args!("{value}"));
+        } else {
+            self.record_debug(field, &value);
+        }
+    }
 }
 
 struct HeaderExtractor<'a>(&'a actix_web::http::header::HeaderMap);
@@ -354,9 +411,11 @@ impl RootSpanBuilder for ServerSpan {
         }
         let cx = span.context();
         let sc = cx.span().span_context().clone();
-        if sc.is_valid() {
-            span.record("trace_id", sc.trace_id().to_string());
-            span.record("span_id", sc.span_id().to_string());
+        // The ids go into the log lines of the request; one the sampler left out is in no
+        // trace, and its caller has its id from the `traceparent` of the response.
+        if sc.is_sampled() {
+            span.record("trace_id", format_args!("{}", sc.trace_id()));
+            span.record("span_id", format_args!("{}", sc.span_id()));
         }
         span
     }
