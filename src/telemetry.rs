@@ -3,7 +3,7 @@
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::body::MessageBody;
@@ -12,12 +12,16 @@ use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
 use actix_web::Error;
 use opentelemetry::propagation::Extractor;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
+use opentelemetry::trace::{SpanKind, TraceContextExt, TraceId, TracerProvider as _};
+use actix_web::HttpMessage;
 use opentelemetry::{global, Context, KeyValue};
 use opentelemetry_otlp::WithExportConfig;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{BatchConfigBuilder, BatchSpanProcessor, SdkTracerProvider, SpanData, SpanExporter, SpanProcessor};
+use opentelemetry_sdk::trace::{
+    BatchConfigBuilder, BatchSpanProcessor, IdGenerator, RandomIdGenerator, Sampler, SamplingDecision, SdkTracerProvider, ShouldSample, SpanData, SpanExporter,
+    SpanProcessor,
+};
 use opentelemetry_sdk::Resource;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tracing::field::Empty;
@@ -268,12 +272,56 @@ fn build_provider(
         }
         other => return Err(format!("OTEL_EXPORTER_OTLP_PROTOCOL must be grpc or http/protobuf, got {other:?}")),
     };
+    let sampler = sampler_from_env()?;
+    // The configured sampler decides once per request, before any span exists (see
+    // `ServerSpan`); whatever reaches the SDK afterwards belongs to a sampled request, or is
+    // batch work (commit, seal, checkpoint) that is only traced when it served one.
+    let _ = HEAD_SAMPLER.set(sampler);
     let provider = SdkTracerProvider::builder()
+        .with_sampler(Sampler::AlwaysOn)
         .with_span_processor(counted_batch_processor(exporter, metrics))
         .with_resource(resource)
         .build();
     Ok((Some(provider), runtime, format!("OTLP {protocol} to {endpoint}")))
 }
+
+/// The sampler of `OTEL_TRACES_SAMPLER` / `OTEL_TRACES_SAMPLER_ARG`, applied by [`ServerSpan`]
+/// to each request before its first span: a request left out builds no span at all, so at 10%
+/// sampling nine requests in ten pay almost nothing for tracing.
+static HEAD_SAMPLER: OnceLock<Sampler> = OnceLock::new();
+
+/// The sampler the OpenTelemetry variables name (the SDK's default is `parentbased_always_on`).
+fn sampler_from_env() -> Result<Sampler, String> {
+    let ratio = || match env("OTEL_TRACES_SAMPLER_ARG") {
+        None => Ok(1.0),
+        Some(v) => v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|r| (0.0..=1.0).contains(r))
+            .ok_or_else(|| format!("OTEL_TRACES_SAMPLER_ARG must be a ratio between 0 and 1, got {v:?}")),
+    };
+    let name = env("OTEL_TRACES_SAMPLER").unwrap_or_else(|| "parentbased_always_on".into());
+    Ok(match name.trim().to_ascii_lowercase().as_str() {
+        "always_on" => Sampler::AlwaysOn,
+        "always_off" => Sampler::AlwaysOff,
+        "traceidratio" => Sampler::TraceIdRatioBased(ratio()?),
+        "parentbased_always_on" => Sampler::ParentBased(Box::new(Sampler::AlwaysOn)),
+        "parentbased_always_off" => Sampler::ParentBased(Box::new(Sampler::AlwaysOff)),
+        "parentbased_traceidratio" => Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(ratio()?))),
+        _ => {
+            return Err(format!(
+                "OTEL_TRACES_SAMPLER must be always_on, always_off, traceidratio, parentbased_always_on, \
+                 parentbased_always_off or parentbased_traceidratio; got {name:?}"
+            ))
+        }
+    })
+}
+
+/// The trace id of a request the sampler left out: its response still carries a `traceparent`
+/// (flags `00`), so the caller can log the id it was given or that was drawn for it.
+#[derive(Clone, Copy)]
+struct UnsampledTrace(TraceId);
 
 /// Installs the global subscriber: `RUST_LOG` filter, `LOG_FORMAT=json|text`, OTel layer.
 pub fn init() -> Result<Telemetry, String> {
@@ -386,6 +434,15 @@ pub struct ServerSpan;
 
 impl RootSpanBuilder for ServerSpan {
     fn on_request_start(request: &ServiceRequest) -> Span {
+        let Some(sampler) = HEAD_SAMPLER.get() else { return Span::none() };
+        let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
+        let caller = parent.span().span_context().clone();
+        let trace_id = if caller.is_valid() { caller.trace_id() } else { RandomIdGenerator::default().new_trace_id() };
+        let decision = sampler.should_sample(Some(&parent), trace_id, "HTTP request", &SpanKind::Server, &[], &[]).decision;
+        if !matches!(decision, SamplingDecision::RecordAndSample) {
+            request.extensions_mut().insert(UnsampledTrace(trace_id));
+            return Span::none();
+        }
         let route = crate::http::route_template(request.path());
         let method = request.method().as_str();
         let span = tracing::info_span!(
@@ -402,11 +459,7 @@ impl RootSpanBuilder for ServerSpan {
             trace_id = Empty,
             span_id = Empty,
         );
-        if span.is_disabled() {
-            return span;
-        }
-        let parent = global::get_text_map_propagator(|p| p.extract(&HeaderExtractor(request.headers())));
-        if parent.span().span_context().is_valid() {
+        if caller.is_valid() {
             let _ = span.set_parent(parent);
         }
         let cx = span.context();
@@ -436,13 +489,21 @@ impl RootSpanBuilder for ServerSpan {
 /// Middleware: answers with `traceparent` so a crawler can log the trace id.
 pub async fn traceparent(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let mut response = next.call(req).await?;
-    let cx = Span::current().context();
-    let sc = cx.span().span_context().clone();
-    if sc.is_valid() {
-        let value = format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8());
-        if let Ok(v) = HeaderValue::from_str(&value) {
-            response.headers_mut().insert(HeaderName::from_static("traceparent"), v);
+    let span = Span::current();
+    let value = if !span.is_disabled() {
+        let cx = span.context();
+        let sc = cx.span().span_context().clone();
+        if !sc.is_valid() {
+            return Ok(response);
         }
+        format!("00-{}-{}-{:02x}", sc.trace_id(), sc.span_id(), sc.trace_flags().to_u8())
+    } else {
+        let unsampled = response.request().extensions().get::<UnsampledTrace>().copied();
+        let Some(UnsampledTrace(trace_id)) = unsampled else { return Ok(response) };
+        format!("00-{trace_id}-{}-00", RandomIdGenerator::default().new_span_id())
+    };
+    if let Ok(v) = HeaderValue::from_str(&value) {
+        response.headers_mut().insert(HeaderName::from_static("traceparent"), v);
     }
     Ok(response)
 }

@@ -110,6 +110,21 @@ fn bogus_otlp_protocol() {
     assert_fails_clearly("OTEL_EXPORTER_OTLP_PROTOCOL=bogus", &out, &["OTEL_EXPORTER_OTLP_PROTOCOL", "bogus"]);
 }
 
+#[test]
+fn bogus_sampler_settings() {
+    for (sampler, arg, needles) in [
+        ("sometimes", None, ["OTEL_TRACES_SAMPLER", "sometimes"]),
+        ("traceidratio", Some("1.5"), ["OTEL_TRACES_SAMPLER_ARG", "1.5"]),
+        ("parentbased_traceidratio", Some("half"), ["OTEL_TRACES_SAMPLER_ARG", "half"]),
+    ] {
+        let dir = temp_dir();
+        let mut envs = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"), ("OTEL_TRACES_SAMPLER", sampler)];
+        envs.extend(arg.map(|a| ("OTEL_TRACES_SAMPLER_ARG", a)));
+        let out = serve(dir.path(), &[], &envs);
+        assert_fails_clearly(&format!("OTEL_TRACES_SAMPLER={sampler} ARG={arg:?}"), &out, &needles);
+    }
+}
+
 /// Every `REPRICER_*` variable named in src/config.rs.
 fn variables_in_config_source() -> Vec<String> {
     let source = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config.rs")).unwrap();

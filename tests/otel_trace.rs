@@ -783,3 +783,65 @@ fn otel_sdk_disabled_exports_nothing() {
     assert!(svc.terminate().success());
     assert_eq!(collector.exports(), 0, "OTEL_SDK_DISABLED=true must export nothing");
 }
+
+/// The sampler decides once per request, before its first span: a request it leaves out exports
+/// no span at all (no orphan hop spans, no group commit of its own), still answers with a
+/// `traceparent` (flags `00`) the caller can log, and a sampled caller's trace is exported whole.
+#[test]
+fn requests_the_sampler_leaves_out_export_no_span() {
+    const SAMPLED_TRACE: &str = "5a3b1e0d0c0b0a090807060504030201";
+    const SAMPLED_CALLER: &str = "0102030405060708";
+    const UNSAMPLED_TRACE: &str = "0badc0ffee0000000000000000000001";
+
+    let collector = Collector::start();
+    let dir = temp_dir();
+    let mut envs = otel_envs(&collector.endpoint);
+    envs.retain(|(k, _)| *k != "OTEL_TRACES_SAMPLER");
+    // Root requests are left out; a caller's sampled flag is followed.
+    envs.push(("OTEL_TRACES_SAMPLER", "parentbased_always_off".to_string()));
+    let svc = start(dir.path(), &envs);
+
+    let mut drawn = Vec::new();
+    for i in 0..20 {
+        let r = svc
+            .http
+            .post(format!("{}/api/reprice", svc.api))
+            .header("content-type", "application/json")
+            .body(format!("{{\"productId\":\"p-unsampled-{i}\",\"price\":1.5}}"))
+            .send()
+            .expect("POST /api/reprice");
+        assert_eq!(r.status(), 202);
+        let header = r.headers().get("traceparent").expect("an unsampled request still gets a traceparent").to_str().unwrap().to_string();
+        assert!(header.ends_with("-00"), "an unsampled request's traceparent has flags 00: {header}");
+        drawn.push(response_traceparent(&r).unwrap().0);
+    }
+    let unsampled_caller = format!("00-{UNSAMPLED_TRACE}-{SAMPLED_CALLER}-00");
+    let r = reprice_traced(&svc, "p-unsampled-caller", "2.5", &unsampled_caller);
+    assert_eq!(r.status(), 202);
+    assert_eq!(response_traceparent(&r).unwrap().0, UNSAMPLED_TRACE, "an unsampled caller's trace id is kept");
+    let r = reprice_traced(&svc, "p-sampled", "3.5", &traceparent(SAMPLED_TRACE, SAMPLED_CALLER));
+    assert_eq!(r.status(), 202);
+    assert!(r.headers().get("traceparent").unwrap().to_str().unwrap().ends_with("-01"));
+
+    collector.wait_for(Duration::from_secs(20), "the sampled reprice's trace", |s| reprice_trace_complete(s, SAMPLED_TRACE));
+    assert!(svc.terminate().success());
+    let all = collector.spans();
+    let st = in_trace(&all, SAMPLED_TRACE);
+    assert_tree(&all, SAMPLED_TRACE, SAMPLED_CALLER, one(&st, "POST /api/reprice", &all));
+    for span in &all {
+        assert!(
+            span.trace_id != UNSAMPLED_TRACE && !drawn.contains(&span.trace_id),
+            "span {:?} belongs to a request the sampler left out:\n{}",
+            span.name,
+            dump(&all)
+        );
+        let batch_work = [GROUP_COMMIT, SEAL, "Checkpointer write checkpoint"].contains(&span.name.as_str());
+        assert!(span.trace_id == SAMPLED_TRACE || batch_work, "unexpected span {:?} outside the sampled trace:\n{}", span.name, dump(&all));
+        if span.name == GROUP_COMMIT {
+            assert!(
+                span.links.iter().all(|(t, _)| t == SAMPLED_TRACE) || span.links.is_empty() && span.parent.is_empty(),
+                "a group commit links only traced requests: {span:?}"
+            );
+        }
+    }
+}

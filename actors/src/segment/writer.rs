@@ -135,7 +135,9 @@ impl SegmentWriter {
         let result = if self.health.storage_failed() {
             Err(None)
         } else {
-            let commit_span = tracing::info_span!("FileSegment group commit", events = tracing::field::Empty);
+            let traced = self.serves_traced_request(batch);
+            let commit_span =
+                if traced { tracing::info_span!("FileSegment group commit", events = tracing::field::Empty) } else { Span::none() };
             let mut jobs = batch.drain(..);
             // Entered, so that the seal of a window done in this batch nests under it.
             let r = commit_span.in_scope(|| self.write_batch(&mut jobs, &mut waiters, &mut closers, &mut published, &mut spans));
@@ -177,6 +179,17 @@ impl SegmentWriter {
         for done in closers {
             let _ = done.send(());
         }
+    }
+
+    /// Whether the batch serves a traced (sampled) request: it appends one, or it seals the open
+    /// window, which holds one. Only then is its group commit traced.
+    fn serves_traced_request(&self, batch: &[WriteJob]) -> bool {
+        let open_traced = self.open.as_ref().filter(|w| !w.links.is_empty()).map(|w| w.start);
+        batch.iter().any(|job| match job {
+            WriteJob::Append { span, window_start, .. } => !span.is_disabled() || open_traced.is_some_and(|s| s != *window_start),
+            WriteJob::Seal { window_start } => open_traced == Some(*window_start),
+            WriteJob::Close(_) => open_traced.is_some(),
+        })
     }
 
     fn write_batch(
@@ -256,7 +269,11 @@ impl SegmentWriter {
             return Ok(None);
         }
         let window = self.open.take().expect("checked above");
-        let span = tracing::info_span!("FileSegment seal window", records = window.events.len());
+        let span = if window.links.is_empty() {
+            Span::none()
+        } else {
+            tracing::info_span!("FileSegment seal window", records = window.events.len())
+        };
         link_contexts(&span, &window.links);
         let _span = span.entered();
         let name = SegmentName { window_start: start, first_seq: window.events[0].seq, count: window.events.len() as u32 };
