@@ -148,7 +148,10 @@ impl SegmentWriter {
         };
         match result {
             Ok(()) => {
-                self.metrics.events_per_commit.observe(waiters.len() as f64);
+                // A batch that only sealed a window made no event durable: not a commit of events.
+                if !waiters.is_empty() {
+                    self.metrics.events_per_commit.observe(waiters.len() as f64);
+                }
                 let mut catalog = self.catalog.write().expect("catalog lock poisoned");
                 for p in published {
                     match p {
