@@ -63,7 +63,7 @@ pub struct ServeConfig {
     /// Number of ProductActor shards owning last-known prices.
     #[arg(long, env = "REPRICER_PRODUCT_SHARDS", default_value_t = 16)]
     pub product_shards: usize,
-    /// Number of QueryPlanner threads.
+    /// Threads that read segment files for queries whose segments are not in memory.
     #[arg(long, env = "REPRICER_QUERY_THREADS", default_value_t = 2)]
     pub query_threads: usize,
     /// Parsed segment files kept in memory for queries.

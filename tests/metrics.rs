@@ -325,6 +325,43 @@ fn write_large_history(data_dir: &Path) {
 }
 
 
+const OPENED: &str = "repricer_query_segments_opened_total";
+
+/// Pages over segments already parsed are answered from memory (by the QueryPlanner on the HTTP
+/// thread) and equal the same pages read from the file (by a SegmentReader).
+#[test]
+fn cached_pages_read_no_file_and_equal_the_pages_read_from_disk() {
+    let dir = temp_dir();
+    write_large_history(dir.path());
+    let svc = Service::start(dir.path());
+    let fetch = |query: &str| {
+        let resp = svc.query(query);
+        assert_eq!(resp.status(), 200, "{query}");
+        let total = resp.headers()["x-total-count"].to_str().unwrap().to_string();
+        (total, resp.text().unwrap())
+    };
+    let queries = ["pageNumber=3&pagesize=7", &format!("productId={:0>256}", 17), "from=1700000000.000017&to=1700000000.000400&pagesize=50"];
+    let opened0 = scrape(&svc).get(OPENED, &Labels::new());
+    let from_disk = fetch(queries[0]);
+    let opened1 = scrape(&svc).get(OPENED, &Labels::new());
+    assert_eq!(opened1 - opened0, 1.0, "the first page opens the one segment file");
+    assert_eq!(fetch(queries[0]), from_disk, "the cached page equals the page read from disk");
+    for q in queries {
+        let (total, body) = fetch(q);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
+        assert!(!rows.is_empty() && total.parse::<usize>().unwrap() >= rows.len(), "{q}: {total} {body}");
+    }
+    assert_eq!(scrape(&svc).get(OPENED, &Labels::new()), opened1, "pages of a cached segment open no file");
+
+    // A restart empties the cache: the same pages are read from the file again, unchanged.
+    assert!(svc.terminate().success());
+    let svc = Service::start(dir.path());
+    let resp = svc.query(queries[0]);
+    assert_eq!(resp.headers()["x-total-count"].to_str().unwrap(), from_disk.0);
+    assert_eq!(resp.text().unwrap(), from_disk.1, "the page read from disk after a restart");
+    assert_eq!(scrape(&svc).get(OPENED, &Labels::new()), 1.0, "a fresh cache reads the file");
+    assert!(svc.terminate().success());
+}
 
 #[test]
 fn query_admission_rejections_are_counted() {

@@ -6,7 +6,8 @@
 //!                               Sequencer             seq#, timestamp, window boundaries
 //!                                   ▼
 //!                               FileSegment ──► SegmentWriter thread (WAL, group commit, seal)
-//! HTTP ──► QueryPlanner ──► Catalog (segment metadata + durable tail) + segment files
+//! HTTP ──► QueryPlanner ──► Catalog (segment metadata + durable tail) + cached segments
+//!               └──────► SegmentReader threads (pages that open segment files)
 //! ```
 
 pub mod error;

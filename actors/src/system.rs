@@ -15,7 +15,9 @@ use crate::health::Health;
 use crate::metrics::Metrics;
 
 use crate::product::{LastPrice, ProductActor, ProductMap};
-use crate::query::{QueryPlanner, SegmentCache};
+use crate::query::pages::{PagePlanner, SegmentCache};
+use crate::query::reader::SegmentReader;
+use crate::query::QueryPlanner;
 use crate::registry::{shard_of, ProductRegistry};
 use crate::segment::checkpoint::{CheckpointRequest, Checkpointer};
 use crate::segment::data_dir::DataDir;
@@ -33,7 +35,7 @@ pub struct SystemConfig {
     pub mailbox_capacity: usize,
     /// Number of ProductActor shards.
     pub product_shards: usize,
-    /// Number of QueryPlanner threads.
+    /// Number of SegmentReader threads (queries that open segment files).
     pub query_threads: usize,
     /// Parsed segments kept in memory for queries.
     pub segment_cache: usize,
@@ -104,7 +106,7 @@ pub struct ActorSystem {
 }
 
 impl ActorSystem {
-    /// Starts every actor on the current arbiter (the QueryPlanner on threads of its own),
+    /// Starts every actor on the current arbiter (the SegmentReaders on threads of their own),
     /// from the recovered `prices` and sequence `start`, writing through `storage`.
     pub fn start(
         config: &SystemConfig,
@@ -127,10 +129,10 @@ impl ActorSystem {
             .collect();
         let registry = ProductRegistry::new(shard_addrs, metrics.depth("ProductActor"), config.mailbox_capacity).start();
         let cache = Arc::new(SegmentCache::new(config.segment_cache));
-        let (catalog, results) = (Arc::clone(&storage.catalog), storage.results.clone());
-        let planner = SyncArbiter::start(config.query_threads.max(1), move || {
-            QueryPlanner::new(Arc::clone(&catalog), Arc::clone(&cache), results.clone(), metrics.clone())
-        });
+        let pages = Arc::new(PagePlanner::new(Arc::clone(&storage.catalog), cache, storage.results.clone(), metrics.clone()));
+        let reader_pages = Arc::clone(&pages);
+        let readers = SyncArbiter::start(config.query_threads.max(1), move || SegmentReader::new(Arc::clone(&reader_pages)));
+        let planner = QueryPlanner::new(pages, readers, metrics.depth("SegmentReader"), config.mailbox_capacity).start();
         ActorSystem { registry, planner }
     }
 }

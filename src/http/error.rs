@@ -59,7 +59,9 @@ impl ResponseError for ApiError {
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Throttled(_) | ApiError::Actor(_) | ApiError::WriteTimeout(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Throttled(_) | ApiError::Actor(_) | ApiError::WriteTimeout(_) | ApiError::Query(QueryError::ReadersStopped) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Query(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -133,9 +133,18 @@ impl Catalog {
         self.add_sealed(name, &sealed, bytes);
     }
 
-    /// The tail events that pass `filter`, in sequence order.
-    pub fn tail_matching(&self, filter: &Filter) -> Vec<Event> {
-        self.tail.iter().filter(|e| filter.matches(e)).cloned().collect()
+    /// How many tail events pass `filter`, and the first `limit` of them in sequence order
+    /// (a page never needs more, and the tail can hold a whole window of events).
+    pub fn tail_matching(&self, filter: &Filter, limit: usize) -> (u64, Vec<Event>) {
+        let mut rows = Vec::new();
+        let mut total = 0u64;
+        for e in self.tail.iter().filter(|e| filter.matches(e)) {
+            if rows.len() < limit {
+                rows.push(e.clone());
+            }
+            total += 1;
+        }
+        (total, rows)
     }
 
     /// Index of the first of the first `n` segments whose last record is at or after `t`.
