@@ -14,6 +14,8 @@ pub struct Metrics {
     pub segments_sealed: IntCounter,
     /// Duration of each WAL fdatasync.
     pub fsync_seconds: Histogram,
+    /// Time to write one segment file into `results/` (off the commit path).
+    pub seal_seconds: Histogram,
     /// Events made durable by one group commit.
     pub events_per_commit: Histogram,
     /// Messages waiting in each actor kind's mailbox.
@@ -43,6 +45,11 @@ impl Metrics {
                     .buckets(exponential_buckets(0.0001, 2.0, 16).unwrap()),
             )
             .unwrap(),
+            seal_seconds: Histogram::with_opts(
+                HistogramOpts::new("repricer_segment_seal_duration_seconds", "Time to write one segment file into results/ (encode, write, fsync, rename)")
+                    .buckets(exponential_buckets(0.0005, 2.0, 14).unwrap()),
+            )
+            .unwrap(),
             events_per_commit: Histogram::with_opts(
                 HistogramOpts::new("repricer_commit_events", "Events made durable by one group commit")
                     .buckets(exponential_buckets(1.0, 2.0, 16).unwrap()),
@@ -57,6 +64,7 @@ impl Metrics {
         m.registry.register(Box::new(m.events_sequenced.clone())).unwrap();
         m.registry.register(Box::new(m.segments_sealed.clone())).unwrap();
         m.registry.register(Box::new(m.fsync_seconds.clone())).unwrap();
+        m.registry.register(Box::new(m.seal_seconds.clone())).unwrap();
         m.registry.register(Box::new(m.events_per_commit.clone())).unwrap();
         m.registry.register(Box::new(m.mailbox_depth.clone())).unwrap();
         m.registry.register(Box::new(m.recovery_seconds.clone())).unwrap();

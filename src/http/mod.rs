@@ -48,9 +48,11 @@ const QUERY: &str = "/api/query";
 
 /// Registers the API routes; a known path with another method gets 405 with `Allow`.
 pub fn routes(cfg: &mut web::ServiceConfig) {
+    // Static paths first: the router tries resources in order, and only the product path
+    // needs a pattern match.
     cfg.service(web::resource(REPRICE).route(web::post().to(reprice::reprice)).default_service(web::to(allow_post)))
-        .service(web::resource(PRODUCT_PRICE).route(web::get().to(product::product_price)).default_service(web::to(allow_get)))
-        .service(web::resource(QUERY).route(web::get().to(query::query)).default_service(web::to(allow_get)));
+        .service(web::resource(QUERY).route(web::get().to(query::query)).default_service(web::to(allow_get)))
+        .service(web::resource(PRODUCT_PRICE).route(web::get().to(product::product_price)).default_service(web::to(allow_get)));
 }
 
 async fn allow_post(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {

@@ -4,7 +4,6 @@
 //! product's run list stays valid forever. Planning a page is a few binary searches here plus
 //! opening only the segments that hold the page.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use smallvec::SmallVec;
@@ -41,6 +40,33 @@ pub struct ProductRun {
 /// A product's runs. Most products of a large catalogue sit in one segment or few, so the
 /// first run is stored inline (no heap allocation per product).
 pub type Runs = SmallVec<[ProductRun; 1]>;
+
+/// A segment about to enter the catalog with its records counted per product: counted before
+/// the catalog's write lock is taken, so that queries wait only for the insert.
+pub struct SealedSegment {
+    meta: SegmentMeta,
+    counts: Vec<(Arc<str>, u32)>,
+}
+
+impl SealedSegment {
+    /// Counts `events` (the segment's records in order) per product.
+    pub fn new(name: SegmentName, events: &[Event], bytes: u64) -> SealedSegment {
+        let (first_ts, last_ts) = match (events.first(), events.last()) {
+            (Some(f), Some(l)) => (f.timestamp, l.timestamp),
+            _ => (name.window_start, name.window_start),
+        };
+        let mut counts: ProductMap<u32> = ProductMap::default();
+        for e in events {
+            match counts.get_mut(&*e.product_id) {
+                Some(count) => *count += 1,
+                None => {
+                    counts.insert(Arc::clone(&e.product_id), 1);
+                }
+            }
+        }
+        SealedSegment { meta: SegmentMeta { name, first_ts, last_ts, bytes }, counts: counts.into_iter().collect() }
+    }
+}
 
 /// The sealed segments, per-product runs over them, and the durable tail not yet sealed.
 #[derive(Default)]
@@ -103,18 +129,14 @@ impl Catalog {
 
     /// Records a sealed segment and its per-product runs. `events` are its records in order.
     pub fn add_sealed(&mut self, name: SegmentName, events: &[Event], bytes: u64) {
+        self.add_counted(SealedSegment::new(name, events, bytes));
+    }
+
+    fn add_counted(&mut self, sealed: SealedSegment) {
         let index = self.segments.len() as u32;
-        let (first_ts, last_ts) = match (events.first(), events.last()) {
-            (Some(f), Some(l)) => (f.timestamp, l.timestamp),
-            _ => (name.window_start, name.window_start),
-        };
-        self.segments.push(SegmentMeta { name, first_ts, last_ts, bytes });
-        let mut counts: HashMap<&Arc<str>, u32> = HashMap::new();
-        for e in events {
-            *counts.entry(&e.product_id).or_default() += 1;
-        }
-        for (product, count) in counts {
-            let runs = self.runs.entry(Arc::clone(product)).or_default();
+        self.segments.push(sealed.meta);
+        for (product, count) in sealed.counts {
+            let runs = self.runs.entry(product).or_default();
             let before = runs.last().map_or(0, |r| r.before + u64::from(r.count));
             runs.push(ProductRun { segment: index, count, before });
         }
@@ -125,12 +147,14 @@ impl Catalog {
         self.tail.push(event);
     }
 
-    /// Moves the first `name.count` tail events into a new sealed segment of `bytes` bytes.
-    pub fn seal_tail(&mut self, name: SegmentName, bytes: u64) {
-        let n = (name.count as usize).min(self.tail.len());
-        let sealed: Vec<Event> = self.tail.drain(..n).collect();
-        debug_assert_eq!(sealed.first().map(|e| e.seq), Some(name.first_seq));
-        self.add_sealed(name, &sealed, bytes);
+    /// Moves the first `sealed.meta.name.count` tail events into the sealed segment. Returns
+    /// them, so that the caller drops them after releasing the lock.
+    pub fn seal_tail(&mut self, sealed: SealedSegment) -> Vec<Event> {
+        let n = (sealed.meta.name.count as usize).min(self.tail.len());
+        let events: Vec<Event> = self.tail.drain(..n).collect();
+        debug_assert_eq!(events.first().map(|e| e.seq), Some(sealed.meta.name.first_seq));
+        self.add_counted(sealed);
+        events
     }
 
     /// How many tail events pass `filter`, and the first `limit` of them in sequence order

@@ -9,6 +9,7 @@ pub mod checkpoint;
 pub mod data_dir;
 pub mod format;
 pub mod recovery;
+pub mod sealer;
 pub mod writer;
 
 use std::sync::mpsc::Sender;

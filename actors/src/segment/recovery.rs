@@ -205,24 +205,79 @@ mod tests {
 
     const SEC: i64 = 1_000_000_000;
 
+    /// The events of window `w` (1 to 5 of them, chained through `last`).
+    fn window_events(w: i64, next_seq: &mut u64, last: &mut HashMap<String, Price>) -> Vec<Event> {
+        let mut events = Vec::new();
+        for k in 0..(w % 5 + 1) {
+            let id = format!("p{}", (w * 7 + k) % 11);
+            let price = Price::parse(&format!("{w}.{k}0")).unwrap();
+            events.push(Event {
+                seq: *next_seq,
+                timestamp: w * SEC + k,
+                product_id: Arc::from(id.as_str()),
+                price: price.clone(),
+                previous_price: last.insert(id, price),
+            });
+            *next_seq += 1;
+        }
+        events
+    }
+
+    fn write_segment(dir: &DataDir, w: i64, events: &[Event]) {
+        let name = SegmentName { window_start: w * SEC, first_seq: events[0].seq, count: events.len() as u32 };
+        fs::write(dir.results.join(name.file_name()), encode_segment(events)).unwrap();
+    }
+
+    fn write_wal(dir: &DataDir, w: i64, events: &[Event]) {
+        let mut bytes = Vec::new();
+        for e in events {
+            crate::segment::format::encode_wal_line(e, &mut bytes);
+        }
+        fs::write(dir.wal.join(crate::segment::format::wal_file_name(w * SEC)), bytes).unwrap();
+    }
+
     fn write_segments(dir: &DataDir, windows: std::ops::Range<i64>, next_seq: &mut u64, last: &mut HashMap<String, Price>) {
         for w in windows {
-            let mut events = Vec::new();
-            for k in 0..(w % 5 + 1) {
-                let id = format!("p{}", (w * 7 + k) % 11);
-                let price = Price::parse(&format!("{w}.{k}0")).unwrap();
-                events.push(Event {
-                    seq: *next_seq,
-                    timestamp: w * SEC + k,
-                    product_id: Arc::from(id.as_str()),
-                    price: price.clone(),
-                    previous_price: last.insert(id, price),
-                });
-                *next_seq += 1;
-            }
-            let name = SegmentName { window_start: w * SEC, first_seq: events[0].seq, count: events.len() as u32 };
-            fs::write(dir.results.join(name.file_name()), encode_segment(&events)).unwrap();
+            let events = window_events(w, next_seq, last);
+            write_segment(dir, w, &events);
         }
+    }
+
+    /// The sealer seals finished windows behind the writer, so a crash can leave several WALs:
+    /// finished windows not sealed yet (or sealed, with the WAL not yet removed) before the open
+    /// one. Recovery seals each exactly once, in order.
+    #[test]
+    fn several_wals_behind_the_sealer_are_each_sealed_once_in_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = DataDir::open(tmp.path()).unwrap();
+        let (mut seq, mut last) = (1, HashMap::new());
+        write_segments(&dir, 100..103, &mut seq, &mut last);
+        // 103: sealed, but the crash came before its WAL was removed.
+        let sealed_wal = window_events(103, &mut seq, &mut last);
+        write_segment(&dir, 103, &sealed_wal);
+        write_wal(&dir, 103, &sealed_wal);
+        // 104 and 105: finished, waiting for the sealer. 106: the open window.
+        let mut expected: Vec<Event> = Vec::new();
+        for w in 104..107 {
+            let events = window_events(w, &mut seq, &mut last);
+            write_wal(&dir, w, &events);
+            expected.extend(events);
+        }
+        let r = recover(&dir, Duration::from_secs(1)).unwrap();
+        assert_eq!(r.stats.wal_events, expected.len() as u64);
+        assert_eq!(r.start.next_seq, seq);
+        assert_eq!(r.catalog.segment_count(), 7);
+        assert!(sorted_names(&dir.wal).unwrap().is_empty(), "every WAL is removed");
+        let names = sorted_names(&dir.results).unwrap();
+        assert_eq!(names.len(), 7);
+        let mut replayed = Vec::new();
+        for file in &names[4..] {
+            let name = SegmentName::parse(file).unwrap();
+            replayed.extend(parse_segment(&fs::read(dir.results.join(file)).unwrap(), name.first_seq).unwrap());
+        }
+        assert_eq!(replayed, expected, "the WALs' events, each once, in sequence order");
+        let again = recover(&dir, Duration::from_secs(1)).unwrap();
+        assert_eq!(summary(&again), summary(&r), "a second start changes nothing");
     }
 
     fn checkpointer_for(dir: &DataDir) -> Checkpointer {

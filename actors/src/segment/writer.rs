@@ -3,9 +3,10 @@
 //! It takes [`WriteJob`]s from the FileSegment actor in order and does group commit: it blocks
 //! for one job, then drains every job already queued, writes them all, and issues one
 //! fdatasync for the lot. Jobs that arrive during that fsync form the next batch. Only after the
-//! fsync are the events published to the catalog and their requests released.
+//! fsync are the events published to the catalog and their requests released. A finished
+//! window goes to the [`SealerHandle`] thread, so no commit waits for a segment file to be written.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, RwLock};
@@ -20,9 +21,10 @@ use crate::event::Event;
 use crate::health::Health;
 use crate::metrics::Metrics;
 use crate::query::catalog::Catalog;
-use crate::segment::data_dir::{sync_dir, write_atomically, DataDir};
-use crate::segment::format::{encode_segment, encode_wal_line, wal_file_name, SegmentName};
-use crate::telemetry::{link_contexts, link_spans, span_context, MAX_LINKS};
+use crate::segment::data_dir::{sync_dir, DataDir};
+use crate::segment::format::{encode_wal_line, wal_file_name};
+use crate::segment::sealer::{FinishedWindow, SealerHandle};
+use crate::telemetry::{link_spans, span_context, MAX_LINKS};
 use crate::time::Nanos;
 
 /// Where an event's request waits for durability.
@@ -50,13 +52,13 @@ pub enum WriteJob {
         /// The request's span, linked from the commit span.
         span: Span,
     },
-    /// Seal the window: its segment file appears in `results/`.
+    /// The window is over: hand it to the sealer, whose segment file appears in `results/`.
     Seal {
         /// Start of the window to seal.
         window_start: Nanos,
     },
-    /// Shutdown: seal whatever window is open, reply once it is in `results/`, and stop.
-    /// Jobs after it are refused.
+    /// Shutdown: seal whatever window is open, reply once every window is in `results/`, and
+    /// stop. Jobs after it are refused.
     Close(oneshot::Sender<()>),
 }
 
@@ -69,6 +71,13 @@ struct OpenWindow {
     links: Vec<opentelemetry::trace::SpanContext>,
 }
 
+impl OpenWindow {
+    /// The window as the sealer takes it (its WAL file is closed here).
+    fn finished(self) -> FinishedWindow {
+        FinishedWindow { start: self.start, wal_name: self.wal_name, events: self.events, links: self.links }
+    }
+}
+
 /// The state of the writer thread.
 pub struct SegmentWriter {
     dir: Arc<DataDir>,
@@ -77,15 +86,19 @@ pub struct SegmentWriter {
     health: Arc<Health>,
     metrics: Metrics,
     queue_depth: IntGauge,
+    /// `None` once closed.
+    sealer: Option<SealerHandle>,
     closed: bool,
 }
 
 /// Most jobs taken into one batch, so that a flood cannot delay its first acks without bound.
 const MAX_BATCH: usize = 65_536;
 
-enum Published {
-    Event(Event),
-    Sealed(SegmentName, u64),
+/// What a batch made durable: events for the catalog's tail, then windows for the sealer.
+#[derive(Default)]
+struct Published {
+    events: Vec<Event>,
+    finished: Vec<FinishedWindow>,
 }
 
 /// Answers jobs that will not be written: appends get `error`, closes are collected.
@@ -102,10 +115,12 @@ fn refuse(jobs: impl IntoIterator<Item = WriteJob>, error: ActorError, closers: 
 }
 
 impl SegmentWriter {
-    /// A writer over an opened data directory; `catalog` receives what becomes durable.
+    /// A writer over an opened data directory (starting its sealer thread); `catalog`
+    /// receives what becomes durable.
     pub fn new(dir: Arc<DataDir>, catalog: Arc<RwLock<Catalog>>, health: Arc<Health>, metrics: Metrics) -> SegmentWriter {
         let queue_depth = metrics.depth("SegmentWriter");
-        SegmentWriter { dir, open: None, catalog, health, metrics, queue_depth, closed: false }
+        let sealer = SealerHandle::start(Arc::clone(&dir), Arc::clone(&catalog), Arc::clone(&health), metrics.clone());
+        SegmentWriter { dir, open: None, catalog, health, metrics, queue_depth, sealer: Some(sealer), closed: false }
     }
 
     /// Runs until a [`WriteJob::Close`] or until every sender of `jobs` is gone.
@@ -123,12 +138,20 @@ impl SegmentWriter {
             self.queue_depth.sub(batch.len() as i64);
             self.commit(&mut batch);
         }
+        self.finish_sealing();
+    }
+
+    /// Waits for the sealer to write every window handed to it.
+    fn finish_sealing(&mut self) {
+        if let Some(sealer) = self.sealer.take() {
+            sealer.finish();
+        }
     }
 
     fn commit(&mut self, batch: &mut Vec<WriteJob>) {
         let mut waiters: Vec<(Waiter, Ack)> = Vec::new();
         let mut closers = Vec::new();
-        let mut published = Vec::new();
+        let mut published = Published::default();
         let mut spans = Vec::new();
         // Jobs a failed write left unprocessed; they are answered below rather than dropped.
         let mut unwritten = Vec::new();
@@ -139,7 +162,6 @@ impl SegmentWriter {
             let commit_span =
                 if traced { tracing::info_span!("FileSegment group commit", events = tracing::field::Empty) } else { Span::none() };
             let mut jobs = batch.drain(..);
-            // Entered, so that the seal of a window done in this batch nests under it.
             let r = commit_span.in_scope(|| self.write_batch(&mut jobs, &mut waiters, &mut closers, &mut published, &mut spans));
             unwritten.extend(jobs);
             commit_span.record("events", waiters.len());
@@ -153,13 +175,16 @@ impl SegmentWriter {
                     self.metrics.events_per_commit.observe(waiters.len() as f64);
                 }
                 let mut catalog = self.catalog.write().expect("catalog lock poisoned");
-                for p in published {
-                    match p {
-                        Published::Event(e) => catalog.push_tail(e),
-                        Published::Sealed(name, bytes) => catalog.seal_tail(name, bytes),
-                    }
+                for e in published.events {
+                    catalog.push_tail(e);
                 }
                 drop(catalog);
+                // Only now: the sealer moves a window's events out of the tail they just entered.
+                if let Some(sealer) = &self.sealer {
+                    for window in published.finished {
+                        sealer.seal(window);
+                    }
+                }
                 for (waiter, ack) in waiters {
                     let _ = waiter.send(Ok(ack));
                 }
@@ -178,21 +203,17 @@ impl SegmentWriter {
         }
         if !closers.is_empty() {
             self.closed = true;
+            self.finish_sealing();
         }
         for done in closers {
             let _ = done.send(());
         }
     }
 
-    /// Whether the batch serves a traced (sampled) request: it appends one, or it seals the open
-    /// window, which holds one. Only then is its group commit traced.
+    /// Whether the batch serves a traced (sampled) request: only then is its group commit
+    /// traced (a window's seal is traced by the sealer when the window holds one).
     fn serves_traced_request(&self, batch: &[WriteJob]) -> bool {
-        let open_traced = self.open.as_ref().filter(|w| !w.links.is_empty()).map(|w| w.start);
-        batch.iter().any(|job| match job {
-            WriteJob::Append { span, window_start, .. } => !span.is_disabled() || open_traced.is_some_and(|s| s != *window_start),
-            WriteJob::Seal { window_start } => open_traced == Some(*window_start),
-            WriteJob::Close(_) => open_traced.is_some(),
-        })
+        batch.iter().any(|job| matches!(job, WriteJob::Append { span, .. } if !span.is_disabled()))
     }
 
     fn write_batch(
@@ -200,7 +221,7 @@ impl SegmentWriter {
         jobs: &mut impl Iterator<Item = WriteJob>,
         waiters: &mut Vec<(Waiter, Ack)>,
         closers: &mut Vec<oneshot::Sender<()>>,
-        published: &mut Vec<Published>,
+        published: &mut Published,
         spans: &mut Vec<Span>,
     ) -> Result<(), StorageError> {
         let mut buf = Vec::new();
@@ -210,7 +231,7 @@ impl SegmentWriter {
                     if self.open.as_ref().is_none_or(|w| w.start != window_start) {
                         self.flush_wal(&mut buf)?;
                         if let Some(stale) = self.open.as_ref().map(|w| w.start) {
-                            published.extend(self.seal(stale)?.map(|(n, b)| Published::Sealed(n, b)));
+                            published.finished.extend(self.finish_window(stale));
                         }
                         self.open_window(window_start)?;
                     }
@@ -222,16 +243,16 @@ impl SegmentWriter {
                     }
                     spans.push(span);
                     window.events.push(event.clone());
-                    published.push(Published::Event(event));
+                    published.events.push(event);
                 }
                 WriteJob::Seal { window_start } => {
                     self.flush_wal(&mut buf)?;
-                    published.extend(self.seal(window_start)?.map(|(n, b)| Published::Sealed(n, b)));
+                    published.finished.extend(self.finish_window(window_start));
                 }
                 WriteJob::Close(done) => {
                     self.flush_wal(&mut buf)?;
                     if let Some(open) = self.open.as_ref().map(|w| w.start) {
-                        published.extend(self.seal(open)?.map(|(n, b)| Published::Sealed(n, b)));
+                        published.finished.extend(self.finish_window(open));
                     }
                     closers.push(done);
                     // What follows a Close stays in `jobs` and is refused by the caller.
@@ -266,25 +287,91 @@ impl SegmentWriter {
         Ok(())
     }
 
-    /// Seals the open window if it starts at `start`: segment file into `results/`, WAL removed.
-    fn seal(&mut self, start: Nanos) -> Result<Option<(SegmentName, u64)>, StorageError> {
+    /// Ends the open window if it starts at `start` (its events are all in the WAL, fsync'd).
+    fn finish_window(&mut self, start: Nanos) -> Option<FinishedWindow> {
         if self.open.as_ref().is_none_or(|w| w.start != start) {
-            return Ok(None);
+            return None;
         }
-        let window = self.open.take().expect("checked above");
-        let span = if window.links.is_empty() {
-            Span::none()
-        } else {
-            tracing::info_span!("FileSegment seal window", records = window.events.len())
+        self.open.take().map(OpenWindow::finished)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::price::Price;
+    use crate::query::catalog::Filter;
+    use crate::segment::data_dir::sorted_names;
+
+    const MS: Nanos = 1_000_000;
+
+    /// While the sealer trails the writer, a query's snapshot (sealed segments + tail, under one
+    /// read lock) always holds every published event exactly once, gap-free; after Close every
+    /// window is in `results/` and no WAL is left.
+    #[test]
+    fn sealing_behind_the_writer_never_shows_an_event_twice_or_not_at_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = Arc::new(DataDir::open(tmp.path()).unwrap());
+        let catalog = Arc::new(RwLock::new(Catalog::new()));
+        let writer = SegmentWriter::new(Arc::clone(&dir), Arc::clone(&catalog), Arc::new(Health::default()), Metrics::new());
+        let (jobs, queue) = mpsc::channel();
+        let thread = std::thread::spawn(move || writer.run(queue));
+
+        let stop = Arc::new(AtomicBool::new(false));
+        let checker = {
+            let (catalog, stop) = (Arc::clone(&catalog), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut snapshots = 0u64;
+                while !stop.load(Ordering::SeqCst) {
+                    let c = catalog.read().unwrap();
+                    let n = c.segment_count();
+                    let sealed_end = n.checked_sub(1).map_or(1, |l| c.segment(l).name.end_seq());
+                    let (_, first) = c.tail_matching(&Filter::default(), 1);
+                    if let Some(first) = first.first() {
+                        assert_eq!(first.seq, sealed_end, "the tail continues where the sealed segments end");
+                    }
+                    snapshots += 1;
+                }
+                snapshots
+            })
         };
-        link_contexts(&span, &window.links);
-        let _span = span.entered();
-        let name = SegmentName { window_start: start, first_seq: window.events[0].seq, count: window.events.len() as u32 };
-        let bytes = encode_segment(&window.events);
-        write_atomically(&self.dir.staging, &self.dir.results, &name.file_name(), &bytes)?;
-        let wal_path = self.dir.wal.join(&window.wal_name);
-        fs::remove_file(&wal_path).map_err(StorageError::io("remove sealed WAL", &wal_path))?;
-        self.metrics.segments_sealed.inc();
-        Ok(Some((name, bytes.len() as u64)))
+
+        let (windows, per_window) = (40i64, 250u64);
+        let mut acks = Vec::new();
+        let mut seq = 1;
+        for w in 0..windows {
+            for k in 0..per_window {
+                let (waiter, ack) = oneshot::channel();
+                let event = Event {
+                    seq,
+                    timestamp: w * 10 * MS + k as Nanos,
+                    product_id: Arc::from(format!("p{}", seq % 7).as_str()),
+                    price: Price::parse("1.50").unwrap(),
+                    previous_price: None,
+                };
+                jobs.send(WriteJob::Append { event, window_start: w * 10 * MS, waiter, span: Span::none() }).unwrap();
+                acks.push(ack);
+                seq += 1;
+            }
+        }
+        let (done, closed) = oneshot::channel();
+        jobs.send(WriteJob::Close(done)).unwrap();
+        closed.blocking_recv().unwrap();
+        stop.store(true, Ordering::SeqCst);
+        assert!(checker.join().unwrap() > 0);
+        thread.join().unwrap();
+
+        for (i, ack) in acks.into_iter().enumerate() {
+            assert_eq!(ack.blocking_recv().unwrap().unwrap().seq, i as u64 + 1);
+        }
+        assert_eq!(sorted_names(&dir.results).unwrap().len(), windows as usize, "one segment per window");
+        assert!(sorted_names(&dir.wal).unwrap().is_empty(), "every sealed window's WAL is removed");
+        let c = catalog.read().unwrap();
+        assert_eq!(c.segment_count(), windows as usize);
+        assert_eq!(c.tail_matching(&Filter::default(), 1).0, 0, "nothing is left in the tail after Close");
+        assert_eq!(c.sealed_records(c.segment_count()), windows as u64 * per_window);
     }
 }
