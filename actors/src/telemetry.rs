@@ -77,19 +77,6 @@ macro_rules! hop_span {
 /// Most links recorded on one batch span (the OpenTelemetry default limit).
 pub const MAX_LINKS: usize = 128;
 
-/// Links a batch span (group commit, seal) to the request spans it served.
-pub fn link_spans(batch: &Span, requests: &[Span]) {
-    if batch.is_disabled() {
-        return;
-    }
-    for request in requests.iter().take(MAX_LINKS) {
-        let cx = request.context().span().span_context().clone();
-        if cx.is_valid() {
-            batch.add_link(cx);
-        }
-    }
-}
-
 /// The OpenTelemetry identity of `span`, if it is exported: kept instead of the span itself
 /// where holding the span would keep it open (and unexported) for too long.
 pub fn span_context(span: &Span) -> Option<SpanContext> {
@@ -99,7 +86,8 @@ pub fn span_context(span: &Span) -> Option<SpanContext> {
     Some(span.context().span().span_context().clone()).filter(SpanContext::is_valid)
 }
 
-/// Links a batch span to request spans known by their [`span_context`].
+/// Links a batch span (group commit, seal) to the request spans it served, known by their
+/// [`span_context`].
 pub fn link_contexts(batch: &Span, requests: &[SpanContext]) {
     if batch.is_disabled() {
         return;

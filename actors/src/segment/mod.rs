@@ -20,7 +20,7 @@ use prometheus::IntGauge;
 use crate::error::ActorError;
 use crate::event::Event;
 use crate::hop_span;
-use crate::telemetry::Traced;
+use crate::telemetry::{span_context, Traced};
 use crate::time::Nanos;
 use writer::{Waiter, WriteJob};
 
@@ -73,9 +73,11 @@ impl Handler<Traced<Append>> for FileSegment {
     type Result = ();
 
     fn handle(&mut self, traced: Traced<Append>, _: &mut Self::Context) {
-        let span = hop_span!(traced, "FileSegment handle Append");
+        // The span closes here, on the actor thread, with its ancestors: the writer thread keeps
+        // only its identity for the links, so closing spans never delays a commit.
+        let link = span_context(&hop_span!(traced, "FileSegment handle Append"));
         let Append { event, window_start, waiter } = traced.msg;
-        if let Err(rejected) = self.submit(WriteJob::Append { event, window_start, waiter, span }) {
+        if let Err(rejected) = self.submit(WriteJob::Append { event, window_start, waiter, link }) {
             if let WriteJob::Append { waiter, .. } = rejected {
                 let _ = waiter.send(Err(ActorError::ShuttingDown));
             }

@@ -13,6 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use prometheus::IntGauge;
+use opentelemetry::trace::SpanContext;
 use tokio::sync::oneshot;
 use tracing::Span;
 
@@ -24,7 +25,7 @@ use crate::query::catalog::Catalog;
 use crate::segment::data_dir::{sync_dir, DataDir};
 use crate::segment::format::{encode_wal_line, wal_file_name};
 use crate::segment::sealer::{FinishedWindow, SealerHandle};
-use crate::telemetry::{link_spans, span_context, MAX_LINKS};
+use crate::telemetry::{link_contexts, MAX_LINKS};
 use crate::time::Nanos;
 
 /// Where an event's request waits for durability.
@@ -49,8 +50,9 @@ pub enum WriteJob {
         window_start: Nanos,
         /// The request to release once durable.
         waiter: Waiter,
-        /// The request's span, linked from the commit span.
-        span: Span,
+        /// The request's FileSegment span (already closed), linked from the commit and seal spans;
+        /// `None` for a request that is not traced.
+        link: Option<SpanContext>,
     },
     /// The window is over: hand it to the sealer, whose segment file appears in `results/`.
     Seal {
@@ -68,7 +70,7 @@ struct OpenWindow {
     wal_name: String,
     events: Vec<Event>,
     /// The request spans of its first events, linked from the seal span.
-    links: Vec<opentelemetry::trace::SpanContext>,
+    links: Vec<SpanContext>,
 }
 
 impl OpenWindow {
@@ -152,7 +154,7 @@ impl SegmentWriter {
         let mut waiters: Vec<(Waiter, Ack)> = Vec::new();
         let mut closers = Vec::new();
         let mut published = Published::default();
-        let mut spans = Vec::new();
+        let mut links = Vec::new();
         // Jobs a failed write left unprocessed; they are answered below rather than dropped.
         let mut unwritten = Vec::new();
         let result = if self.health.storage_failed() {
@@ -162,10 +164,10 @@ impl SegmentWriter {
             let commit_span =
                 if traced { tracing::info_span!("FileSegment group commit", events = tracing::field::Empty) } else { Span::none() };
             let mut jobs = batch.drain(..);
-            let r = commit_span.in_scope(|| self.write_batch(&mut jobs, &mut waiters, &mut closers, &mut published, &mut spans));
+            let r = commit_span.in_scope(|| self.write_batch(&mut jobs, &mut waiters, &mut closers, &mut published, &mut links));
             unwritten.extend(jobs);
             commit_span.record("events", waiters.len());
-            link_spans(&commit_span, &spans);
+            link_contexts(&commit_span, &links);
             r.map_err(Some)
         };
         match result {
@@ -213,7 +215,7 @@ impl SegmentWriter {
     /// Whether the batch serves a traced (sampled) request: only then is its group commit
     /// traced (a window's seal is traced by the sealer when the window holds one).
     fn serves_traced_request(&self, batch: &[WriteJob]) -> bool {
-        batch.iter().any(|job| matches!(job, WriteJob::Append { span, .. } if !span.is_disabled()))
+        batch.iter().any(|job| matches!(job, WriteJob::Append { link: Some(_), .. }))
     }
 
     fn write_batch(
@@ -222,12 +224,12 @@ impl SegmentWriter {
         waiters: &mut Vec<(Waiter, Ack)>,
         closers: &mut Vec<oneshot::Sender<()>>,
         published: &mut Published,
-        spans: &mut Vec<Span>,
+        links: &mut Vec<SpanContext>,
     ) -> Result<(), StorageError> {
         let mut buf = Vec::new();
         for job in jobs.by_ref() {
             match job {
-                WriteJob::Append { event, window_start, waiter, span } => {
+                WriteJob::Append { event, window_start, waiter, link } => {
                     if self.open.as_ref().is_none_or(|w| w.start != window_start) {
                         self.flush_wal(&mut buf)?;
                         if let Some(stale) = self.open.as_ref().map(|w| w.start) {
@@ -239,9 +241,11 @@ impl SegmentWriter {
                     waiters.push((waiter, Ack { seq: event.seq, timestamp: event.timestamp }));
                     let window = self.open.as_mut().expect("window opened above");
                     if window.links.len() < MAX_LINKS {
-                        window.links.extend(span_context(&span));
+                        window.links.extend(link.clone());
                     }
-                    spans.push(span);
+                    if links.len() < MAX_LINKS {
+                        links.extend(link);
+                    }
                     window.events.push(event.clone());
                     published.events.push(event);
                 }
@@ -352,7 +356,7 @@ mod tests {
                     price: Price::parse("1.50").unwrap(),
                     previous_price: None,
                 };
-                jobs.send(WriteJob::Append { event, window_start: w * 10 * MS, waiter, span: Span::none() }).unwrap();
+                jobs.send(WriteJob::Append { event, window_start: w * 10 * MS, waiter, link: None }).unwrap();
                 acks.push(ack);
                 seq += 1;
             }
