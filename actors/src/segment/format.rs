@@ -155,10 +155,14 @@ pub fn parse_segment(bytes: &[u8], first_seq: u64) -> Result<Vec<Event>, FormatE
         .collect()
 }
 
-/// The complete records at the start of a WAL file and the byte length they occupy.
-/// Parsing stops at the first line that is torn or unreadable: only the tail that was never
-/// acknowledged can be in that state.
+/// The complete records at the start of a WAL file and the byte length they occupy together
+/// with the file's trailing NUL padding (the writer zero-fills ahead of its records, see
+/// `SegmentWriter`): the file's length minus this is the torn part. Parsing stops at the first
+/// line that is torn or unreadable: only the tail that was never acknowledged can be in that
+/// state.
 pub fn parse_wal(bytes: &[u8]) -> (Vec<Event>, usize) {
+    let padding = bytes.iter().rev().take_while(|&&b| b == 0).count();
+    let bytes = &bytes[..bytes.len() - padding];
     let mut events = Vec::new();
     let mut offset = 0;
     while let Some(nl) = bytes[offset..].iter().position(|&b| b == b'\n') {
@@ -173,7 +177,7 @@ pub fn parse_wal(bytes: &[u8]) -> (Vec<Event>, usize) {
         }
         offset += nl + 1;
     }
-    (events, offset)
+    (events, offset + padding)
 }
 
 #[cfg(test)]
@@ -214,6 +218,16 @@ mod tests {
         bytes.extend_from_slice(&[0u8; 40]);
         bytes.push(b'\n');
         assert_eq!(parse_wal(&bytes).1, full);
+        // Zero padding after complete records is not torn; a torn line inside it is.
+        bytes.truncate(full);
+        bytes.extend_from_slice(&[0u8; 4096]);
+        assert_eq!(parse_wal(&bytes), (parse_wal(&bytes[..full]).0, bytes.len()));
+        bytes.truncate(full);
+        encode_wal_line(&event(3, Some("2.5"), "3.5"), &mut bytes);
+        bytes.truncate(bytes.len() - 3);
+        bytes.extend_from_slice(&[0u8; 4096]);
+        let (events, len) = parse_wal(&bytes);
+        assert_eq!((events.len(), bytes.len() - len), (2, bytes.len() - full - 4096));
     }
 
     #[test]
