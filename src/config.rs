@@ -66,9 +66,13 @@ pub struct ServeConfig {
     /// Threads that read segment files for queries whose segments are not in memory.
     #[arg(long, env = "REPRICER_QUERY_THREADS", default_value_t = 2)]
     pub query_threads: usize,
-    /// Parsed segment files kept in memory for queries.
+    /// Parsed segment files kept in memory for queries, at most.
     #[arg(long, env = "REPRICER_SEGMENT_CACHE", default_value_t = 256)]
     pub segment_cache: usize,
+    /// Memory the parsed segments of the query cache may take, in MiB (estimated; a busy
+    /// second parses to tens of MiB, so the segment count alone does not bound memory).
+    #[arg(long, env = "REPRICER_SEGMENT_CACHE_MIB", default_value_t = 256)]
+    pub segment_cache_mib: usize,
     /// How often the last-known prices and the catalog are checkpointed (start-up replays
     /// only what was sealed after the last checkpoint).
     #[arg(long, env = "REPRICER_CHECKPOINT_INTERVAL", default_value = "30s", value_parser = humantime::parse_duration)]
@@ -107,6 +111,7 @@ impl ServeConfig {
             ("--product-shards", self.product_shards),
             ("--query-threads", self.query_threads),
             ("--segment-cache", self.segment_cache),
+            ("--segment-cache-mib", self.segment_cache_mib),
         ];
         if let Some((flag, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(ConfigError(format!("{flag} must be at least 1")));
@@ -137,6 +142,7 @@ impl ServeConfig {
             product_shards: self.product_shards,
             query_threads: self.query_threads,
             segment_cache: self.segment_cache,
+            segment_cache_bytes: self.segment_cache_mib as u64 * 1024 * 1024,
             checkpoint_interval: self.checkpoint_interval,
         }
     }

@@ -26,6 +26,8 @@ pub struct Metrics {
     pub checkpoint_timestamp: IntGauge,
     /// Segment files opened by queries (cache misses).
     pub segments_opened: IntCounter,
+    /// Estimated memory of the parsed segments cached for queries.
+    pub segment_cache_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -59,6 +61,7 @@ impl Metrics {
             recovery_seconds: prometheus::Gauge::new("repricer_recovery_duration_seconds", "Time the last start-up recovery took").unwrap(),
             checkpoint_timestamp: IntGauge::new("repricer_checkpoint_timestamp_seconds", "Unix time at which the checkpoint last covered every sealed segment").unwrap(),
             segments_opened: IntCounter::new("repricer_query_segments_opened_total", "Segment files read from disk by queries").unwrap(),
+            segment_cache_bytes: IntGauge::new("repricer_query_segment_cache_bytes", "Estimated memory of the parsed segments cached for queries").unwrap(),
             registry,
         };
         m.registry.register(Box::new(m.events_sequenced.clone())).unwrap();
@@ -70,6 +73,7 @@ impl Metrics {
         m.registry.register(Box::new(m.recovery_seconds.clone())).unwrap();
         m.registry.register(Box::new(m.checkpoint_timestamp.clone())).unwrap();
         m.registry.register(Box::new(m.segments_opened.clone())).unwrap();
+        m.registry.register(Box::new(m.segment_cache_bytes.clone())).unwrap();
         m
     }
 }

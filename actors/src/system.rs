@@ -39,6 +39,8 @@ pub struct SystemConfig {
     pub query_threads: usize,
     /// Parsed segments kept in memory for queries.
     pub segment_cache: usize,
+    /// Estimated memory those parsed segments may take.
+    pub segment_cache_bytes: u64,
     /// How often the Checkpointer folds new segments into the checkpoint.
     pub checkpoint_interval: Duration,
 }
@@ -128,7 +130,7 @@ impl ActorSystem {
             .map(|prices| ProductActor::new(prices, sequencer.clone(), metrics.depth("Sequencer"), config.mailbox_capacity).start())
             .collect();
         let registry = ProductRegistry::new(shard_addrs, metrics.depth("ProductActor"), config.mailbox_capacity).start();
-        let cache = Arc::new(SegmentCache::new(config.segment_cache));
+        let cache = Arc::new(SegmentCache::new(config.segment_cache, config.segment_cache_bytes));
         let pages = Arc::new(PagePlanner::new(Arc::clone(&storage.catalog), cache, storage.results.clone(), metrics.clone()));
         let reader_pages = Arc::clone(&pages);
         let readers = SyncArbiter::start(config.query_threads.max(1), move || SegmentReader::new(Arc::clone(&reader_pages)));

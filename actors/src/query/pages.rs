@@ -21,15 +21,22 @@ pub struct LoadedSegment {
     /// The records in sequence order.
     pub events: Vec<Event>,
     by_product: HashMap<Arc<str>, Vec<u32>>,
+    /// Estimated memory it takes (what the cache's byte budget counts).
+    bytes: u64,
 }
 
+/// Estimated memory of one parsed record beyond its share of the file's bytes: the `Event`, its
+/// three shared strings' headers and allocations, and its place in the per-product index.
+const RECORD_OVERHEAD: u64 = 160;
+
 impl LoadedSegment {
-    fn new(events: Vec<Event>) -> LoadedSegment {
+    fn new(events: Vec<Event>, file_bytes: u64) -> LoadedSegment {
         let mut by_product: HashMap<Arc<str>, Vec<u32>> = HashMap::new();
         for (i, e) in events.iter().enumerate() {
             by_product.entry(Arc::clone(&e.product_id)).or_default().push(i as u32);
         }
-        LoadedSegment { events, by_product }
+        let bytes = file_bytes + events.len() as u64 * RECORD_OVERHEAD;
+        LoadedSegment { events, by_product, bytes }
     }
 
     /// The product's records in this segment, in order.
@@ -39,23 +46,44 @@ impl LoadedSegment {
 }
 
 /// Parsed segments shared by the planner and the reader threads, least recently used evicted
-/// first.
+/// first, bounded both in segments and in estimated bytes (the most recently read segment is
+/// always kept, so that the page that read it can be answered).
 pub struct SegmentCache {
-    entries: Mutex<LruCache<usize, Arc<LoadedSegment>>>,
+    entries: Mutex<CacheEntries>,
+    max_bytes: u64,
+}
+
+struct CacheEntries {
+    lru: LruCache<usize, Arc<LoadedSegment>>,
+    bytes: u64,
 }
 
 impl SegmentCache {
-    /// A cache holding up to `capacity` segments.
-    pub fn new(capacity: usize) -> SegmentCache {
-        SegmentCache { entries: Mutex::new(LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1)"))) }
+    /// A cache holding up to `capacity` segments and about `max_bytes` of them.
+    pub fn new(capacity: usize, max_bytes: u64) -> SegmentCache {
+        let lru = LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1)"));
+        SegmentCache { entries: Mutex::new(CacheEntries { lru, bytes: 0 }), max_bytes }
     }
 
     fn get(&self, index: usize) -> Option<Arc<LoadedSegment>> {
-        self.entries.lock().expect("cache lock poisoned").get(&index).cloned()
+        self.entries.lock().expect("cache lock poisoned").lru.get(&index).cloned()
     }
 
     fn put(&self, index: usize, segment: Arc<LoadedSegment>) {
-        self.entries.lock().expect("cache lock poisoned").put(index, segment);
+        let mut entries = self.entries.lock().expect("cache lock poisoned");
+        entries.bytes += segment.bytes;
+        if let Some((_, evicted)) = entries.lru.push(index, segment) {
+            entries.bytes -= evicted.bytes;
+        }
+        while entries.bytes > self.max_bytes && entries.lru.len() > 1 {
+            let (_, evicted) = entries.lru.pop_lru().expect("len > 1");
+            entries.bytes -= evicted.bytes;
+        }
+    }
+
+    /// Estimated bytes of the cached segments.
+    pub fn bytes(&self) -> u64 {
+        self.entries.lock().expect("cache lock poisoned").bytes
     }
 }
 
@@ -141,10 +169,12 @@ impl Plan<'_> {
         let file = name.file_name();
         let fail = |reason: String| QueryError::Segment { file: file.clone(), reason };
         let bytes = fs::read(self.pages.results.join(&file)).map_err(|e| fail(e.to_string()))?;
-        let segment = Arc::new(LoadedSegment::new(parse_segment(&bytes, name.first_seq).map_err(|e| fail(e.to_string()))?));
+        let events = parse_segment(&bytes, name.first_seq).map_err(|e| fail(e.to_string()))?;
+        let segment = Arc::new(LoadedSegment::new(events, bytes.len() as u64));
         self.cost.opened += 1;
         self.pages.metrics.segments_opened.inc();
         self.pages.cache.put(index, Arc::clone(&segment));
+        self.pages.metrics.segment_cache_bytes.set(self.pages.cache.bytes() as i64);
         Ok(Some(segment))
     }
 
@@ -265,4 +295,48 @@ impl Plan<'_> {
 
 fn end_seq(c: &Catalog, n: usize) -> u64 {
     n.checked_sub(1).map_or(c.first_seq(), |l| c.segment(l).name.end_seq())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::Price;
+
+    fn segment(records: usize) -> Arc<LoadedSegment> {
+        let events = (0..records)
+            .map(|i| Event {
+                seq: i as u64 + 1,
+                timestamp: i as i64,
+                product_id: Arc::from("p"),
+                price: Price::parse("1").unwrap(),
+                previous_price: None,
+            })
+            .collect();
+        Arc::new(LoadedSegment::new(events, records as u64 * 100))
+    }
+
+    #[test]
+    fn the_cache_is_bounded_by_bytes_as_well_as_by_count() {
+        let one = segment(1000).bytes;
+        let cache = SegmentCache::new(100, 3 * one);
+        for i in 0..10 {
+            cache.put(i, segment(1000));
+            assert!(cache.bytes() <= 3 * one, "{} bytes after {} segments", cache.bytes(), i + 1);
+        }
+        assert_eq!(cache.bytes(), 3 * one);
+        assert!(cache.get(9).is_some() && cache.get(7).is_some() && cache.get(6).is_none());
+        // A segment larger than the whole budget is still kept alone (its page needs it).
+        cache.put(10, segment(5000));
+        assert!(cache.get(10).is_some() && cache.get(9).is_none());
+        assert_eq!(cache.bytes(), segment(5000).bytes);
+        // Re-inserting a key does not count it twice.
+        cache.put(10, segment(5000));
+        assert_eq!(cache.bytes(), segment(5000).bytes);
+        // The count bound still holds.
+        let small = SegmentCache::new(2, u64::MAX);
+        for i in 0..5 {
+            small.put(i, segment(10));
+        }
+        assert_eq!(small.bytes(), 2 * segment(10).bytes);
+    }
 }

@@ -93,7 +93,7 @@ impl SegmentSealer {
                 continue;
             }
             if let Err(error) = self.seal_window(window) {
-                tracing::error!(%error, "sealing a window failed; refusing writes until restart");
+                tracing::error!(%error, "storage write failed while sealing a window; refusing writes until restart");
                 self.health.mark_storage_failed();
             }
         }

@@ -10,7 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use prometheus::IntGauge;
 use opentelemetry::trace::SpanContext;
@@ -125,6 +125,26 @@ fn refuse(jobs: impl IntoIterator<Item = WriteJob>, error: ActorError, closers: 
     }
 }
 
+/// How long the writer polls for the next job before it sleeps. Waking a sleeping thread on
+/// this virtual machine takes tens of microseconds (a futex wake and an inter-processor
+/// interrupt), which every next batch would otherwise wait for; polling with `yield_now`
+/// leaves the core to any thread that has work (reprices/s at 64 connections, median of five
+/// 8 s runs: 55,000 sleeping at once, 64,000 polling up to 50 µs).
+const POLL_BEFORE_SLEEP: Duration = Duration::from_micros(50);
+
+/// The next job, or `None` once every sender is gone.
+fn next_job(jobs: &Receiver<WriteJob>) -> Option<WriteJob> {
+    let started = Instant::now();
+    while started.elapsed() < POLL_BEFORE_SLEEP {
+        match jobs.try_recv() {
+            Ok(job) => return Some(job),
+            Err(TryRecvError::Empty) => std::thread::yield_now(),
+            Err(TryRecvError::Disconnected) => return None,
+        }
+    }
+    jobs.recv().ok()
+}
+
 impl SegmentWriter {
     /// A writer over an opened data directory (starting its sealer thread); `catalog`
     /// receives what becomes durable.
@@ -138,7 +158,7 @@ impl SegmentWriter {
     pub fn run(mut self, jobs: Receiver<WriteJob>) {
         let mut batch = Vec::new();
         while !self.closed {
-            let Ok(first) = jobs.recv() else { break };
+            let Some(first) = next_job(&jobs) else { break };
             batch.push(first);
             while batch.len() < MAX_BATCH {
                 match jobs.try_recv() {
