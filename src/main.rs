@@ -53,6 +53,18 @@ fn one_line(error: &clap::Error) -> String {
     parts.join(" ").trim_start_matches("error: ").to_string()
 }
 
+/// A panic on any thread ends the process. An actor or writer thread that died would leave a
+/// service that still accepts requests it can never answer; exiting lets the supervisor restart
+/// it, and recovery rebuilds everything acknowledged from disk (R8).
+fn exit_on_panic() {
+    let print = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        print(info);
+        tracing::error!(panic = %info, "a thread panicked; exiting so that the process is restarted");
+        std::process::abort();
+    }));
+}
+
 fn main() -> ExitCode {
     let matches = match command().try_get_matches() {
         Ok(m) => m,
@@ -83,6 +95,7 @@ fn main() -> ExitCode {
                     return ExitCode::from(2);
                 }
             };
+            exit_on_panic();
             let runner = actix_web::rt::System::new();
             let outcome = runner.block_on(serve::run(config, Arc::clone(&telemetry)));
             match outcome {

@@ -107,9 +107,11 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     let query_admission = Admission::new("query", config.query_max_inflight, http_metrics.rejections.clone());
     let (write_timeout, api_health, actor_health, actor_metrics) = (config.write_timeout, Arc::clone(&health), Arc::clone(&health), metrics.clone());
     let (registry_depth, planner_depth) = (metrics.depth("ProductRegistry"), metrics.depth("QueryPlanner"));
-    let api_state = move |actors: &ActorSystem| ApiState {
+    // A worker on a thread other than the actors' gets a QueryPlanner of its own, so pages
+    // answered from memory are planned on every worker thread.
+    let api_state = move |actors: &ActorSystem, own_planner: bool| ApiState {
         registry: actors.registry.clone(),
-        planner: actors.planner.clone(),
+        planner: if own_planner { actors.start_planner() } else { actors.planner.clone() },
         health: Arc::clone(&api_health),
         reprice_admission: reprice_admission.clone(),
         product_admission: product_admission.clone(),
@@ -145,7 +147,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
         let _ = wait.await;
     }
     let mut api = HttpServer::new(move || {
-        let state = api_state(actors.get_or_init(&start_actors));
+        let state = api_state(actors.get_or_init(&start_actors), workers > 1);
         App::new()
             .app_data(web::Data::new(state))
             .app_data(web::Data::new(http_metrics.clone()))

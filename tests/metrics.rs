@@ -327,8 +327,9 @@ fn write_large_history(data_dir: &Path) {
 
 const OPENED: &str = "repricer_query_segments_opened_total";
 
-/// Pages over segments already parsed are answered from memory (by the QueryPlanner on the HTTP
-/// thread) and equal the same pages read from the file (by a SegmentReader).
+/// Pages over segments already read are answered from memory (by the QueryPlanner on the HTTP
+/// thread: parsed segments, or the lines of an indexed file that are in the page cache) and
+/// equal the same pages read from the file (by a SegmentReader).
 #[test]
 fn cached_pages_read_no_file_and_equal_the_pages_read_from_disk() {
     let dir = temp_dir();
@@ -340,23 +341,31 @@ fn cached_pages_read_no_file_and_equal_the_pages_read_from_disk() {
         let total = resp.headers()["x-total-count"].to_str().unwrap().to_string();
         (total, resp.text().unwrap())
     };
+    let opened = || scrape(&svc).get(OPENED, &Labels::new());
+    // Unfiltered (record offsets), by product and by time (parsed segment).
     let queries = ["pageNumber=3&pagesize=7", &format!("productId={:0>256}", 17), "from=1700000000.000017&to=1700000000.000400&pagesize=50"];
-    let opened0 = scrape(&svc).get(OPENED, &Labels::new());
-    let from_disk = fetch(queries[0]);
-    let opened1 = scrape(&svc).get(OPENED, &Labels::new());
-    assert_eq!(opened1 - opened0, 1.0, "the first page opens the one segment file");
-    assert_eq!(fetch(queries[0]), from_disk, "the cached page equals the page read from disk");
+    let mut first_pages = Vec::new();
     for q in queries {
-        let (total, body) = fetch(q);
-        let rows: Vec<serde_json::Value> = serde_json::from_str(&body).unwrap();
-        assert!(!rows.is_empty() && total.parse::<usize>().unwrap() >= rows.len(), "{q}: {total} {body}");
+        let before = opened();
+        let from_disk = fetch(q);
+        let rows: Vec<serde_json::Value> = serde_json::from_str(&from_disk.1).unwrap();
+        assert!(!rows.is_empty() && from_disk.0.parse::<usize>().unwrap() >= rows.len(), "{q}: {from_disk:?}");
+        assert!(opened() - before <= 1.0, "{q} opens at most the one segment file");
+        first_pages.push(from_disk);
     }
-    assert_eq!(scrape(&svc).get(OPENED, &Labels::new()), opened1, "pages of a cached segment open no file");
+    let opened1 = opened();
+    assert!(opened1 >= 1.0, "the first pages read the file");
+    for (q, from_disk) in queries.iter().zip(&first_pages) {
+        assert_eq!(&fetch(q), from_disk, "the cached page of {q} equals the page read from disk");
+    }
+    assert_eq!(fetch("pageNumber=2&pagesize=9"), fetch("pageNumber=2&pagesize=9"));
+    assert_eq!(opened(), opened1, "pages of a segment already read open no file");
+    let from_disk = first_pages[0].clone();
 
     // A restart empties the cache: the same pages are read from the file again, unchanged.
     assert!(svc.terminate().success());
     let svc = Service::start(dir.path());
-    let resp = svc.query(queries[0]);
+    let resp = svc.query("pageNumber=3&pagesize=7");
     assert_eq!(resp.headers()["x-total-count"].to_str().unwrap(), from_disk.0);
     assert_eq!(resp.text().unwrap(), from_disk.1, "the page read from disk after a restart");
     assert_eq!(scrape(&svc).get(OPENED, &Labels::new()), 1.0, "a fresh cache reads the file");

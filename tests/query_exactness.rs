@@ -564,6 +564,25 @@ fn pages_of_every_filter_equal_a_naive_scan_of_the_files() {
     assert!(svc.terminate().success());
 }
 
+/// With several HTTP workers each worker plans pages with a QueryPlanner of its own (over the
+/// shared catalog and cache): pages fetched concurrently over several connections, so from
+/// several workers, are still exact.
+#[test]
+fn pages_planned_on_several_http_workers_equal_a_naive_scan() {
+    let dir = temp_dir();
+    gen_history(dir.path(), SMALL_EVENTS, 40, 300);
+    let hist = history(dir.path());
+    let svc = Service::start_with(dir.path(), &["--segment-cache", "3", "--http-workers", "2"], &[]);
+    let filters = standard_filters(&hist);
+    std::thread::scope(|s| {
+        for half in filters.chunks(filters.len().div_ceil(2)) {
+            let (svc, hist) = (&svc, &hist);
+            s.spawn(move || check_filters(svc, hist, half, QUICK));
+        }
+    });
+    assert!(svc.terminate().success());
+}
+
 /// Posts `count` reprices one at a time over `products` (in turn) and reads each one's
 /// timestamp back (read-your-writes), so the model knows every new event exactly. Returns the
 /// acknowledged (202) events in sequence order; a 503 is tolerated and left out.

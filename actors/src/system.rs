@@ -105,6 +105,8 @@ pub struct ActorSystem {
     pub registry: Addr<ProductRegistry>,
     /// Entry point for history queries.
     pub planner: Addr<QueryPlanner>,
+    /// The same planner, not started: [`ActorSystem::start_planner`] starts copies of it.
+    unstarted_planner: QueryPlanner,
 }
 
 impl ActorSystem {
@@ -134,7 +136,14 @@ impl ActorSystem {
         let pages = Arc::new(PagePlanner::new(Arc::clone(&storage.catalog), cache, storage.results.clone(), metrics.clone()));
         let reader_pages = Arc::clone(&pages);
         let readers = SyncArbiter::start(config.query_threads.max(1), move || SegmentReader::new(Arc::clone(&reader_pages)));
-        let planner = QueryPlanner::new(pages, readers, metrics.depth("SegmentReader"), config.mailbox_capacity).start();
-        ActorSystem { registry, planner }
+        let unstarted_planner = QueryPlanner::new(pages, readers, metrics.depth("SegmentReader"), config.mailbox_capacity);
+        let planner = unstarted_planner.clone().start();
+        ActorSystem { registry, planner, unstarted_planner }
+    }
+
+    /// Starts another QueryPlanner, on the current arbiter, over the same catalog, cache and
+    /// readers: an HTTP worker that does not run the actors plans its own pages with it.
+    pub fn start_planner(&self) -> Addr<QueryPlanner> {
+        self.unstarted_planner.clone().start()
     }
 }

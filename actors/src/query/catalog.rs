@@ -157,13 +157,22 @@ impl Catalog {
         events
     }
 
-    /// How many tail events pass `filter`, and the first `limit` of them in sequence order
-    /// (a page never needs more, and the tail can hold a whole window of events).
-    pub fn tail_matching(&self, filter: &Filter, limit: usize) -> (u64, Vec<Event>) {
+    /// How many tail events pass `filter`, and `limit` of them after the first `skip`, in
+    /// sequence order (a page never needs more, and the tail can hold a whole window of
+    /// events). Without a product the matching events are one range of the time-ordered tail,
+    /// found by binary search.
+    pub fn tail_matching(&self, filter: &Filter, skip: usize, limit: usize) -> (u64, Vec<Event>) {
+        if filter.product_id.is_none() {
+            let start = filter.from.map_or(0, |f| self.tail.partition_point(|e| e.timestamp < f));
+            let end = filter.to.map_or(self.tail.len(), |t| self.tail.partition_point(|e| e.timestamp < t)).max(start);
+            let first = start.saturating_add(skip).min(end);
+            let last = first.saturating_add(limit).min(end);
+            return ((end - start) as u64, self.tail[first..last].to_vec());
+        }
         let mut rows = Vec::new();
         let mut total = 0u64;
         for e in self.tail.iter().filter(|e| filter.matches(e)) {
-            if rows.len() < limit {
+            if total >= skip as u64 && rows.len() < limit {
                 rows.push(e.clone());
             }
             total += 1;
@@ -206,5 +215,46 @@ impl Catalog {
     /// Number of distinct products with sealed records.
     pub fn product_count(&self) -> usize {
         self.runs.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::price::Price;
+
+    #[test]
+    fn tail_matching_equals_a_naive_filter_for_every_skip_and_limit() {
+        let mut catalog = Catalog::new();
+        let products = ["a", "b", "c"];
+        let events: Vec<Event> = (0..40u64)
+            .map(|i| Event {
+                seq: i + 1,
+                timestamp: 1000 + 10 * i as i64,
+                product_id: Arc::from(products[(i % 3) as usize]),
+                price: Price::parse("1").unwrap(),
+                previous_price: None,
+            })
+            .collect();
+        for e in &events {
+            catalog.push_tail(e.clone());
+        }
+        let bounds = [None, Some(995), Some(1000), Some(1005), Some(1200), Some(1390), Some(2000)];
+        for product in [None, Some("a"), Some("c"), Some("zz")] {
+            for from in bounds {
+                for to in bounds {
+                    let filter = Filter { product_id: product.map(str::to_string), from, to };
+                    let want: Vec<&Event> = events.iter().filter(|e| filter.matches(e)).collect();
+                    for skip in [0, 1, 5, 39, 40, 100] {
+                        for limit in [0, 1, 7, 100] {
+                            let (total, rows) = catalog.tail_matching(&filter, skip, limit);
+                            assert_eq!(total, want.len() as u64, "{filter:?}");
+                            let expected: Vec<&Event> = want.iter().skip(skip).take(limit).copied().collect();
+                            assert_eq!(rows.iter().collect::<Vec<_>>(), expected, "{filter:?} skip {skip} limit {limit}");
+                        }
+                    }
+                }
+            }
+        }
     }
 }

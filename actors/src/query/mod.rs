@@ -65,6 +65,9 @@ pub enum QueryError {
 }
 
 /// The planner actor: answers cached pages itself and forwards the rest to the readers.
+/// Cloning one gives another planner over the same catalog, cache and readers (one per HTTP
+/// worker thread, so that pages answered from memory use every worker).
+#[derive(Clone)]
 pub struct QueryPlanner {
     pages: std::sync::Arc<PagePlanner>,
     readers: Addr<SegmentReader>,

@@ -2,7 +2,9 @@
 //! are all in memory) and the SegmentReader threads (pages that must open segment files).
 
 use std::collections::HashMap;
-use std::fs;
+use std::fs::{self, File};
+use std::io::Read;
+use std::os::unix::fs::FileExt;
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
@@ -13,7 +15,7 @@ use super::catalog::Catalog;
 use super::{Page, QueryError, RunQuery};
 use crate::event::Event;
 use crate::metrics::Metrics;
-use crate::segment::format::parse_segment;
+use crate::segment::format::{index_records, parse_record_lines, parse_segment, RecordOffsets, SegmentName};
 
 /// A parsed segment with the positions of each product's records, so that a product's page
 /// inside a segment is found without scanning the segment.
@@ -45,53 +47,116 @@ impl LoadedSegment {
     }
 }
 
-/// Parsed segments shared by the planner and the reader threads, least recently used evicted
-/// first, bounded both in segments and in estimated bytes (the most recently read segment is
-/// always kept, so that the page that read it can be answered).
-pub struct SegmentCache {
-    entries: Mutex<CacheEntries>,
+/// What a cache entry costs in memory, for the cache's byte budget.
+trait Weighed {
+    fn bytes(&self) -> u64;
+}
+
+impl Weighed for LoadedSegment {
+    fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+/// An open segment file with its record offsets: a page of it is one `pread` of its lines.
+struct SegmentFile {
+    file: File,
+    offsets: RecordOffsets,
+}
+
+impl Weighed for SegmentFile {
+    fn bytes(&self) -> u64 {
+        self.offsets.bytes()
+    }
+}
+
+/// An LRU map from segment index to `V`, bounded in entries and in estimated bytes (the most
+/// recently put entry is always kept, so that the page that needed it can be answered).
+struct WeighedLru<V> {
+    lru: LruCache<usize, Arc<V>>,
+    bytes: u64,
     max_bytes: u64,
 }
 
-struct CacheEntries {
-    lru: LruCache<usize, Arc<LoadedSegment>>,
-    bytes: u64,
+impl<V: Weighed> WeighedLru<V> {
+    /// Bounded in entries by `capacity` (`None`: only by bytes) and in bytes by `max_bytes`.
+    fn new(capacity: Option<usize>, max_bytes: u64) -> WeighedLru<V> {
+        let lru = match capacity {
+            Some(c) => LruCache::new(NonZeroUsize::new(c.max(1)).expect("max(1)")),
+            None => LruCache::unbounded(),
+        };
+        WeighedLru { lru, bytes: 0, max_bytes }
+    }
+
+    fn get(&mut self, index: usize) -> Option<Arc<V>> {
+        self.lru.get(&index).cloned()
+    }
+
+    fn put(&mut self, index: usize, value: Arc<V>) {
+        self.bytes += value.bytes();
+        if let Some((_, evicted)) = self.lru.push(index, value) {
+            self.bytes -= evicted.bytes();
+        }
+        while self.bytes > self.max_bytes && self.lru.len() > 1 {
+            let (_, evicted) = self.lru.pop_lru().expect("len > 1");
+            self.bytes -= evicted.bytes();
+        }
+    }
+}
+
+/// Share of the cache's byte budget that the record-offset indexes may take, besides the
+/// parsed segments' (1/16: an index is about 1/1000 of its segment).
+const OFFSETS_BUDGET_DIVISOR: u64 = 16;
+
+/// Segment data shared by the planner and the reader threads, least recently used evicted
+/// first: parsed segments, and open segment files with their record offsets, through which
+/// unfiltered pages read only their own lines of a file. Each kind is bounded in entries
+/// (`capacity`: also the bound on open files) and in estimated bytes.
+pub struct SegmentCache {
+    parsed: Mutex<WeighedLru<LoadedSegment>>,
+    files: Mutex<WeighedLru<SegmentFile>>,
 }
 
 impl SegmentCache {
-    /// A cache holding up to `capacity` segments and about `max_bytes` of them.
+    /// A cache holding up to `capacity` parsed segments and about `max_bytes` of them (and
+    /// up to `capacity` open files).
     pub fn new(capacity: usize, max_bytes: u64) -> SegmentCache {
-        let lru = LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1)"));
-        SegmentCache { entries: Mutex::new(CacheEntries { lru, bytes: 0 }), max_bytes }
+        let offsets_bytes = (max_bytes / OFFSETS_BUDGET_DIVISOR).max(1);
+        SegmentCache {
+            parsed: Mutex::new(WeighedLru::new(Some(capacity), max_bytes)),
+            files: Mutex::new(WeighedLru::new(Some(capacity), offsets_bytes)),
+        }
     }
 
     fn get(&self, index: usize) -> Option<Arc<LoadedSegment>> {
-        self.entries.lock().expect("cache lock poisoned").lru.get(&index).cloned()
+        self.parsed.lock().expect("cache lock poisoned").get(index)
     }
 
     fn put(&self, index: usize, segment: Arc<LoadedSegment>) {
-        let mut entries = self.entries.lock().expect("cache lock poisoned");
-        entries.bytes += segment.bytes;
-        if let Some((_, evicted)) = entries.lru.push(index, segment) {
-            entries.bytes -= evicted.bytes;
-        }
-        while entries.bytes > self.max_bytes && entries.lru.len() > 1 {
-            let (_, evicted) = entries.lru.pop_lru().expect("len > 1");
-            entries.bytes -= evicted.bytes;
-        }
+        self.parsed.lock().expect("cache lock poisoned").put(index, segment);
     }
 
-    /// Estimated bytes of the cached segments.
+    fn file(&self, index: usize) -> Option<Arc<SegmentFile>> {
+        self.files.lock().expect("cache lock poisoned").get(index)
+    }
+
+    fn put_file(&self, index: usize, file: Arc<SegmentFile>) {
+        self.files.lock().expect("cache lock poisoned").put(index, file);
+    }
+
+    /// Estimated bytes of the cached parsed segments and offset indexes.
     pub fn bytes(&self) -> u64 {
-        self.entries.lock().expect("cache lock poisoned").bytes
+        self.parsed.lock().expect("cache lock poisoned").bytes + self.files.lock().expect("cache lock poisoned").bytes
     }
 }
 
-/// Whether planning a page may open segment files.
+/// Whether planning a page may wait for a disk.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Reads {
-    /// Only segments already parsed in the cache: a page that needs a file is given up (the
-    /// QueryPlanner, which runs on the HTTP thread and must never wait for a disk).
+    /// Only what is in memory: parsed segments, and lines of already open segment files that
+    /// are in the kernel's page cache (read with `RWF_NOWAIT`, which fails rather than wait for
+    /// the disk). A page that needs anything else is given up: the QueryPlanner runs on the
+    /// HTTP thread and must never wait for a disk.
     CachedOnly,
     /// Open and parse whatever the page needs (the SegmentReader threads).
     FromDisk,
@@ -171,11 +236,16 @@ impl Plan<'_> {
         let bytes = fs::read(self.pages.results.join(&file)).map_err(|e| fail(e.to_string()))?;
         let events = parse_segment(&bytes, name.first_seq).map_err(|e| fail(e.to_string()))?;
         let segment = Arc::new(LoadedSegment::new(events, bytes.len() as u64));
-        self.cost.opened += 1;
-        self.pages.metrics.segments_opened.inc();
+        self.count_opened();
         self.pages.cache.put(index, Arc::clone(&segment));
         self.pages.metrics.segment_cache_bytes.set(self.pages.cache.bytes() as i64);
         Ok(Some(segment))
+    }
+
+    /// A segment file was read from disk (or may have been: a read that could wait for it).
+    fn count_opened(&mut self) {
+        self.cost.opened += 1;
+        self.pages.metrics.segments_opened.inc();
     }
 
     /// Sequence number of the first event at or after `t` among the first `n` segments.
@@ -198,15 +268,63 @@ impl Plan<'_> {
         let mut rows = Vec::new();
         while start < end {
             let Some(i) = self.catalog().segment_holding(start, n) else { break };
-            let segment = loaded!(self.load(i));
-            let events = &segment.events;
-            let first = events.first().map_or(start, |e| e.seq);
-            let from = start.saturating_sub(first) as usize;
-            let to = ((end - first) as usize).min(events.len());
-            rows.extend_from_slice(&events[from..to]);
-            start = first + events.len() as u64;
+            let name = self.catalog().segment(i).name.clone();
+            let from = (start - name.first_seq) as usize;
+            let to = ((end - name.first_seq) as usize).min(name.count as usize);
+            rows.extend(loaded!(self.records_of(i, &name, from, to)));
+            start = name.end_seq();
         }
         Ok(Some(rows))
+    }
+
+    /// Records `from..to` (positions in the file) of segment `index`: from its parsed copy if
+    /// that is cached, else (reads allowed) only their lines of the file, found by its record
+    /// offsets (indexed on the first read of the file, then cached).
+    fn records_of(&mut self, index: usize, name: &SegmentName, from: usize, to: usize) -> Result<Option<Vec<Event>>, QueryError> {
+        self.cost.planned += 1;
+        if let Some(segment) = self.pages.cache.get(index) {
+            return Ok(Some(segment.events[from..to].to_vec()));
+        }
+        let file_name = name.file_name();
+        let fail = |reason: String| QueryError::Segment { file: file_name.clone(), reason };
+        let (chunk, segment) = match (self.pages.cache.file(index), self.reads) {
+            (Some(segment), Reads::CachedOnly) => {
+                let (range, _) = segment.offsets.byte_range(from, to);
+                let mut chunk = vec![0; (range.end - range.start) as usize];
+                if !read_from_page_cache(&segment.file, &mut chunk, range.start) {
+                    return Ok(None);
+                }
+                (chunk, segment)
+            }
+            (None, Reads::CachedOnly) => return Ok(None),
+            (Some(segment), Reads::FromDisk) => {
+                let (range, _) = segment.offsets.byte_range(from, to);
+                let mut chunk = vec![0; (range.end - range.start) as usize];
+                segment.file.read_exact_at(&mut chunk, range.start).map_err(|e| fail(e.to_string()))?;
+                self.count_opened();
+                (chunk, segment)
+            }
+            (None, Reads::FromDisk) => {
+                let mut file = File::open(self.pages.results.join(&file_name)).map_err(|e| fail(e.to_string()))?;
+                let mut bytes = Vec::new();
+                file.read_to_end(&mut bytes).map_err(|e| fail(e.to_string()))?;
+                let offsets = index_records(&bytes).map_err(|e| fail(e.to_string()))?;
+                if offsets.count() != name.count as usize {
+                    return Err(fail(format!("{} records where its name says {}", offsets.count(), name.count)));
+                }
+                let segment = Arc::new(SegmentFile { file, offsets });
+                self.pages.cache.put_file(index, Arc::clone(&segment));
+                self.pages.metrics.segment_cache_bytes.set(self.pages.cache.bytes() as i64);
+                self.count_opened();
+                let (range, _) = segment.offsets.byte_range(from, to);
+                (bytes[range.start as usize..range.end as usize].to_vec(), segment)
+            }
+        };
+        let offsets = &segment.offsets;
+        let (_, skip) = offsets.byte_range(from, to);
+        let first_seq = name.first_seq + (from - skip) as u64;
+        let events = parse_record_lines(&chunk, first_seq, skip, to - from).map_err(|e| fail(e.to_string()))?;
+        Ok(Some(events))
     }
 
     /// How many of the product's events among its first `len` runs come before `t`.
@@ -233,13 +351,24 @@ impl Plan<'_> {
 
     fn run(mut self, q: &RunQuery) -> Result<Planned, QueryError> {
         let offset = (q.page_number - 1).saturating_mul(q.page_size);
-        // The tail is taken with the segment count, so the two agree; only the events up to the
-        // end of the page can appear on it.
-        let tail_limit = offset.saturating_add(q.page_size).min(usize::MAX as u64) as usize;
-        let (n, tail_total, tail) = {
+        // The tail is taken with the segment count, so the two agree. Without time bounds the
+        // sealed events matching the filter are counted here too, so only the tail events on
+        // the page are taken; with them, every tail event up to the end of the page may be.
+        let (n, tail_total, tail_skipped, tail) = {
             let c = self.catalog();
-            let (total, rows) = c.tail_matching(&q.filter, tail_limit);
-            (c.segment_count(), total, rows)
+            let n = c.segment_count();
+            let (skip, limit) = if q.filter.from.is_none() && q.filter.to.is_none() {
+                let sealed = match q.filter.product_id.as_deref() {
+                    None => end_seq(&c, n) - c.first_seq(),
+                    Some(p) => c.product_extent(p, n).1,
+                };
+                (offset.saturating_sub(sealed), q.page_size)
+            } else {
+                (0, offset.saturating_add(q.page_size))
+            };
+            let (skip, limit) = (skip.min(usize::MAX as u64) as usize, limit.min(usize::MAX as u64) as usize);
+            let (total, rows) = c.tail_matching(&q.filter, skip, limit);
+            (n, total, skip, rows)
         };
         let (lo, hi) = match q.filter.product_id.as_deref() {
             None => {
@@ -285,11 +414,30 @@ impl Plan<'_> {
             };
         }
         if offset.saturating_add(q.page_size) > sealed && (rows.len() as u64) < q.page_size {
-            let skip = offset.saturating_sub(sealed) as usize;
+            let skip = offset.saturating_sub(sealed) as usize - tail_skipped;
             let want = q.page_size as usize - rows.len();
             rows.extend(tail.into_iter().skip(skip).take(want));
         }
         Ok(Some((Page { total, rows }, self.cost)))
+    }
+}
+
+/// Fills `buf` from `file` at `offset` only if those bytes are in the page cache: `preadv2` with
+/// `RWF_NOWAIT` returns `EAGAIN` (or a short read) instead of waiting for the disk. `false`
+/// means "read it on a thread that may wait" (also where the kernel lacks `RWF_NOWAIT`).
+fn read_from_page_cache(file: &File, buf: &mut [u8], offset: u64) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+        // SAFETY: `iov` describes `buf`, which outlives the call; the fd is open for reading.
+        let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, offset as libc::off_t, libc::RWF_NOWAIT) };
+        n >= 0 && n as usize == buf.len()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (file, buf, offset);
+        false
     }
 }
 

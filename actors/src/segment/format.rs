@@ -155,6 +155,95 @@ pub fn parse_segment(bytes: &[u8], first_seq: u64) -> Result<Vec<Event>, FormatE
         .collect()
 }
 
+/// Records between two sampled offsets of a [`RecordOffsets`] index.
+pub const OFFSET_STRIDE: usize = 16;
+
+/// Where the records of a segment file start, sampled every [`OFFSET_STRIDE`] records: a page
+/// of a large segment is read with one `pread` of the lines it needs, not a parse of the whole
+/// file (a busy second is tens of MiB of JSON).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordOffsets {
+    /// Byte offset of record `k * OFFSET_STRIDE`, for every such record.
+    starts: Vec<u64>,
+    /// Byte offset just past the last record's line (its `\n`).
+    end: u64,
+    /// Number of records.
+    count: usize,
+}
+
+impl RecordOffsets {
+    /// Number of records in the file.
+    pub fn count(&self) -> usize {
+        self.count
+    }
+
+    /// The byte range of the file that holds records `from..to` (plus at most
+    /// `OFFSET_STRIDE - 1` records before them), and how many records it starts before `from`.
+    pub fn byte_range(&self, from: usize, to: usize) -> (std::ops::Range<u64>, usize) {
+        let first = from / OFFSET_STRIDE;
+        let last = to.div_ceil(OFFSET_STRIDE);
+        let end = self.starts.get(last).copied().unwrap_or(self.end);
+        (self.starts[first]..end, from - first * OFFSET_STRIDE)
+    }
+
+    /// Estimated memory it takes.
+    pub fn bytes(&self) -> u64 {
+        (self.starts.len() * std::mem::size_of::<u64>() + std::mem::size_of::<Self>()) as u64
+    }
+}
+
+/// Indexes a segment file's records by byte offset (the file must have the layout that
+/// [`encode_segment`] writes: `[`, one record per line, `]`).
+pub fn index_records(bytes: &[u8]) -> Result<RecordOffsets, FormatError> {
+    let bad = |reason: &str| FormatError { index: 0, reason: reason.to_string() };
+    if !bytes.starts_with(b"[\n") || !bytes.ends_with(b"\n]\n") {
+        return Err(bad("not a segment file: it must start with \"[\" and end with \"]\" on lines of their own"));
+    }
+    let mut starts = Vec::new();
+    let mut count = 0;
+    let mut start = 2;
+    let body_end = bytes.len() - 2;
+    for nl in memchr::memchr_iter(b'\n', &bytes[2..body_end]).map(|i| i + 2) {
+        if count % OFFSET_STRIDE == 0 {
+            starts.push(start as u64);
+        }
+        count += 1;
+        start = nl + 1;
+    }
+    if start != body_end {
+        return Err(bad("the last record is not followed by a line break"));
+    }
+    Ok(RecordOffsets { starts, end: body_end as u64, count })
+}
+
+/// Parses `take` records of a segment file's lines after skipping `skip` of them; `chunk` is a
+/// byte range from [`RecordOffsets::byte_range`] and `first_seq` the sequence number of its
+/// first line's record.
+pub fn parse_record_lines(chunk: &[u8], first_seq: u64, skip: usize, take: usize) -> Result<Vec<Event>, FormatError> {
+    let mut events = Vec::with_capacity(take);
+    let mut line_breaks = memchr::memchr_iter(b'\n', chunk);
+    let mut start = match skip.checked_sub(1) {
+        Some(last_skipped) => line_breaks.nth(last_skipped).map_or(chunk.len(), |nl| nl + 1),
+        None => 0,
+    };
+    for i in skip..skip + take {
+        let Some(nl) = line_breaks.next() else { break };
+        let line = &chunk[start..nl];
+        let line = line.strip_suffix(b",").unwrap_or(line);
+        let bad = |reason: String| FormatError { index: i, reason };
+        let raw: RawRecord<'_> = serde_json::from_slice(line).map_err(|e| bad(format!("not a record: {e}")))?;
+        if raw.seq.is_some() {
+            return Err(bad("unexpected field seq".into()));
+        }
+        events.push(to_event(raw, first_seq + i as u64, i)?);
+        start = nl + 1;
+    }
+    if events.len() < take {
+        return Err(FormatError { index: skip + events.len(), reason: "fewer records than the index holds".into() });
+    }
+    Ok(events)
+}
+
 /// The complete records at the start of a WAL file and the byte length they occupy together
 /// with the file's trailing NUL padding (the writer zero-fills ahead of its records, see
 /// `SegmentWriter`): the file's length minus this is the torn part. Parsing stops at the first
@@ -228,6 +317,31 @@ mod tests {
         bytes.extend_from_slice(&[0u8; 4096]);
         let (events, len) = parse_wal(&bytes);
         assert_eq!((events.len(), bytes.len() - len), (2, bytes.len() - full - 4096));
+    }
+
+    #[test]
+    fn record_offsets_read_exactly_the_records_of_any_range() {
+        for n in [1usize, 2, OFFSET_STRIDE - 1, OFFSET_STRIDE, OFFSET_STRIDE + 1, 3 * OFFSET_STRIDE + 5] {
+            let events: Vec<Event> = (0..n).map(|i| event(100 + i as u64, Some("1"), &format!("{}.5", i))).collect();
+            let bytes = encode_segment(&events);
+            let offsets = index_records(&bytes).unwrap();
+            assert_eq!(offsets.count(), n);
+            for from in 0..n {
+                for to in from + 1..=n {
+                    let (range, skip) = offsets.byte_range(from, to);
+                    let chunk = &bytes[range.start as usize..range.end as usize];
+                    let first_seq = 100 + (from - skip) as u64;
+                    let got = parse_record_lines(chunk, first_seq, skip, to - from).unwrap();
+                    assert_eq!(got, events[from..to], "records {from}..{to} of {n}");
+                }
+            }
+        }
+        assert!(index_records(b"[\n{}\n]").is_err());
+        assert!(index_records(b"{}").is_err());
+        let bytes = encode_segment(&[event(1, None, "1")]);
+        let offsets = index_records(&bytes).unwrap();
+        let (range, _) = offsets.byte_range(0, 1);
+        assert!(parse_record_lines(&bytes[range.start as usize..range.end as usize - 3], 1, 0, 1).is_err());
     }
 
     #[test]

@@ -383,7 +383,7 @@ mod tests {
                     let c = catalog.read().unwrap();
                     let n = c.segment_count();
                     let sealed_end = n.checked_sub(1).map_or(1, |l| c.segment(l).name.end_seq());
-                    let (_, first) = c.tail_matching(&Filter::default(), 1);
+                    let (_, first) = c.tail_matching(&Filter::default(), 0, 1);
                     if let Some(first) = first.first() {
                         assert_eq!(first.seq, sealed_end, "the tail continues where the sealed segments end");
                     }
@@ -425,7 +425,7 @@ mod tests {
         assert!(sorted_names(&dir.wal).unwrap().is_empty(), "every sealed window's WAL is removed");
         let c = catalog.read().unwrap();
         assert_eq!(c.segment_count(), windows as usize);
-        assert_eq!(c.tail_matching(&Filter::default(), 1).0, 0, "nothing is left in the tail after Close");
+        assert_eq!(c.tail_matching(&Filter::default(), 0, 1).0, 0, "nothing is left in the tail after Close");
         assert_eq!(c.sealed_records(c.segment_count()), windows as u64 * per_window);
     }
 }
