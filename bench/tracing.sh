@@ -27,7 +27,11 @@ run() {
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '/^ +99%/ {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf "round %d  %-24s %10s req/s   p99 %8s   non-2xx %s\n" "$round" "$label" "$rps" "$p99" "${non2xx:-0}"
+  # What the exporter did with the spans (a full queue drops spans rather than slow requests).
+  local spans; spans=$(curl -fs "http://127.0.0.1:$((port + 1))/metrics" | awk '
+    /^repricer_otel_spans_exported_total / { e = $2 } /^repricer_otel_spans_dropped_total/ { d += $2 }
+    END { printf "spans exported %d dropped %d", e, d }')
+  printf "round %d  %-24s %10s req/s   p99 %8s   non-2xx %s   %s\n" "$round" "$label" "$rps" "$p99" "${non2xx:-0}" "$spans"
   rps_of[$label]+="$rps "
   p99_of[$label]+="$p99 "
   kill -TERM $pid; wait $pid || true

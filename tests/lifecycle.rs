@@ -262,3 +262,32 @@ fn drain_timeout_bounds_a_request_that_never_finishes() {
     assert!(prices.len() >= 2 && prices[1..].iter().all(|p| *p == ("stuck-1", "1")), "the unfinished reprice is not stored: {prices:?}");
     assert!(verify(dir.path()).0);
 }
+
+/// Background threads (checkpointer, segment readers) run at nice 10 and the request path at
+/// the process's own priority: under contention, requests get the cores first.
+#[test]
+fn background_threads_run_at_a_lower_priority_than_the_request_path() {
+    let dir = temp_dir();
+    let svc = Service::start_with(dir.path(), &["--query-threads", "3"], &[]);
+    assert_eq!(svc.reprice("nice-1", "1.5"), 202);
+    // The readers are SyncArbiter threads, named like every actix thread.
+    let mut by_name: Vec<(String, i64)> = Vec::new();
+    for task in std::fs::read_dir(format!("/proc/{}/task", svc.pid())).unwrap() {
+        let task = task.unwrap().path();
+        let comm = std::fs::read_to_string(task.join("comm")).unwrap().trim().to_string();
+        let stat = std::fs::read_to_string(task.join("stat")).unwrap();
+        // Fields after the parenthesised comm: state is field 3, nice is field 19.
+        let after = &stat[stat.rfind(')').unwrap() + 2..];
+        let nice: i64 = after.split(' ').nth(16).unwrap().parse().unwrap();
+        by_name.push((comm, nice));
+    }
+    let nice_of = |name: &str| by_name.iter().filter(|(c, _)| c == name).map(|(_, n)| *n).collect::<Vec<_>>();
+    assert_eq!(nice_of("checkpointer"), [10], "{by_name:?}");
+    assert_eq!(nice_of("segment-writer"), [0], "{by_name:?}");
+    assert_eq!(nice_of("segment-sealer"), [0], "{by_name:?}");
+    let actix: Vec<i64> = by_name.iter().filter(|(c, _)| c.starts_with("actix-rt")).map(|(_, n)| *n).collect();
+    assert_eq!(actix.iter().filter(|&&n| n == 10).count(), 3, "the 3 readers at nice 10: {by_name:?}");
+    assert!(actix.iter().filter(|&&n| n == 0).count() >= 2, "the system and HTTP worker threads at nice 0: {by_name:?}");
+    assert_eq!(by_name.iter().filter(|(_, n)| *n != 0 && *n != 10).count(), 0, "{by_name:?}");
+    assert!(svc.terminate().success());
+}

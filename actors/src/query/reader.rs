@@ -36,12 +36,7 @@ impl Actor for SegmentReader {
     /// Reader threads run at a lower priority than the write path: under contention for the
     /// cores, queries that read files slow down before reprices do.
     fn started(&mut self, _: &mut Self::Context) {
-        #[cfg(target_os = "linux")]
-        // SAFETY: setpriority on this thread's own id only changes its scheduling weight.
-        unsafe {
-            let tid = libc::gettid();
-            libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 10);
-        }
+        crate::system::lower_thread_priority();
     }
 }
 
