@@ -54,7 +54,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     let (signalled, shutdown) = tokio::sync::oneshot::channel::<()>();
     let restored = Arc::clone(&health);
     actix_web::rt::spawn(async move {
-        wait_for_signal().await;
+        let _ = wait_for_signal().await;
         if !restored.is_ready() {
             eprintln!("repricer: signal during start-up; exiting");
             std::process::exit(0);
@@ -175,9 +175,10 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     tracing::info!("shutdown signal: draining in-flight requests");
     health.mark_draining();
     actix_web::rt::spawn(async {
-        wait_for_signal().await;
+        let signo = wait_for_signal().await;
         eprintln!("repricer: second signal, exiting at once (every acknowledged event is already durable)");
-        std::process::exit(130);
+        // The shell's convention for death by a signal: 143 after SIGTERM, 130 after SIGINT.
+        std::process::exit(128 + signo);
     });
     api_handle.stop(true).await;
     let _ = api_task.await;
@@ -191,11 +192,12 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     Ok(())
 }
 
-async fn wait_for_signal() {
+/// Waits for SIGTERM or SIGINT; returns its number.
+async fn wait_for_signal() -> i32 {
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
     tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = term.recv() => 15, // SIGTERM
+        _ = int.recv() => 2, // SIGINT
     }
 }

@@ -234,6 +234,9 @@ fn build_provider(
     if env("OTEL_TRACES_EXPORTER").is_some_and(|v| v.eq_ignore_ascii_case("none")) {
         return Ok((None, None, "none (OTEL_TRACES_EXPORTER=none)".into()));
     }
+    // Checked with or without an endpoint: a bad sampler fails at start either way, not only
+    // once a collector is configured.
+    sampler_from_env()?;
     let Some(endpoint) = env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| env("OTEL_EXPORTER_OTLP_ENDPOINT")) else {
         return Ok((None, None, "none (no OTEL_EXPORTER_OTLP_ENDPOINT)".into()));
     };
@@ -444,10 +447,12 @@ impl RootSpanBuilder for ServerSpan {
             return Span::none();
         }
         let route = crate::http::route_template(request.path());
-        let method = request.method().as_str();
+        let method = crate::http::method_label(request.method());
+        // A method HTTP does not define is `_OTHER`, and the span is named `HTTP {route}`.
+        let name_method = if method == "_OTHER" { "HTTP" } else { method };
         let span = tracing::info_span!(
             "HTTP request",
-            otel.name = %format_args!("{method} {route}"),
+            otel.name = %format_args!("{name_method} {route}"),
             otel.kind = "server",
             http.request.method = %method,
             http.route = %route,

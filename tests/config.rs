@@ -117,11 +117,15 @@ fn bogus_sampler_settings() {
         ("traceidratio", Some("1.5"), ["OTEL_TRACES_SAMPLER_ARG", "1.5"]),
         ("parentbased_traceidratio", Some("half"), ["OTEL_TRACES_SAMPLER_ARG", "half"]),
     ] {
-        let dir = temp_dir();
-        let mut envs = vec![("OTEL_EXPORTER_OTLP_ENDPOINT", "http://127.0.0.1:4318"), ("OTEL_TRACES_SAMPLER", sampler)];
-        envs.extend(arg.map(|a| ("OTEL_TRACES_SAMPLER_ARG", a)));
-        let out = serve(dir.path(), &[], &envs);
-        assert_fails_clearly(&format!("OTEL_TRACES_SAMPLER={sampler} ARG={arg:?}"), &out, &needles);
+        // With a collector configured and without one: a bad setting is caught either way.
+        for endpoint in [Some("http://127.0.0.1:4318"), None] {
+            let dir = temp_dir();
+            let mut envs = vec![("OTEL_TRACES_SAMPLER", sampler)];
+            envs.extend(endpoint.map(|e| ("OTEL_EXPORTER_OTLP_ENDPOINT", e)));
+            envs.extend(arg.map(|a| ("OTEL_TRACES_SAMPLER_ARG", a)));
+            let out = serve(dir.path(), &[], &envs);
+            assert_fails_clearly(&format!("OTEL_TRACES_SAMPLER={sampler} ARG={arg:?} endpoint {endpoint:?}"), &out, &needles);
+        }
     }
 }
 

@@ -24,8 +24,8 @@ fn wrong_methods_get_405_with_allow_and_unknown_paths_a_json_404() {
         (reqwest::Method::GET, "/api/reprice", "POST"),
         (reqwest::Method::PUT, "/api/reprice", "POST"),
         (reqwest::Method::DELETE, "/api/reprice", "POST"),
-        (reqwest::Method::POST, "/api/product/x/price", "GET"),
-        (reqwest::Method::POST, "/api/query", "GET"),
+        (reqwest::Method::POST, "/api/product/x/price", "GET, HEAD"),
+        (reqwest::Method::POST, "/api/query", "GET, HEAD"),
     ];
     for (method, path, allow) in cases {
         let resp = svc.http.request(method.clone(), format!("{}{path}", svc.api)).send().unwrap();
@@ -37,8 +37,46 @@ fn wrong_methods_get_405_with_allow_and_unknown_paths_a_json_404() {
         let (status, _, error) = json_error(svc.http.get(format!("{}{path}", svc.api)).send().unwrap());
         assert_eq!(status, 404, "{path}: {error}");
     }
+    // The admin port answers the same way.
+    for path in ["/metrics", "/healthz/live", "/healthz/ready"] {
+        let resp = svc.http.post(format!("{}{path}", svc.admin)).send().unwrap();
+        let (status, allowed, error) = json_error(resp);
+        assert_eq!((status, allowed.as_deref()), (405, Some("GET, HEAD")), "POST {path} on the admin port: {error}");
+    }
+    for path in ["/", "/nope", "/healthz", "/healthz/ready/"] {
+        let (status, _, error) = json_error(svc.http.get(format!("{}{path}", svc.admin)).send().unwrap());
+        assert_eq!(status, 404, "{path} on the admin port: {error}");
+    }
     assert!(svc.terminate().success());
     assert!(read_records(dir.path()).is_empty());
+}
+
+/// HEAD is answered wherever GET is: the same status and headers, no body.
+#[test]
+fn head_is_served_wherever_get_is() {
+    let dir = temp_dir();
+    let svc = Service::start(dir.path());
+    assert_eq!(svc.reprice("head-1", "19.990"), 202);
+    let urls = [
+        format!("{}/api/product/head-1/price", svc.api),
+        format!("{}/api/product/unknown/price", svc.api),
+        format!("{}/api/query?productId=head-1", svc.api),
+        format!("{}/api/query?pageNumber=0", svc.api),
+        format!("{}/metrics", svc.admin),
+        format!("{}/healthz/live", svc.admin),
+        format!("{}/healthz/ready", svc.admin),
+    ];
+    for url in urls {
+        let get = svc.http.get(&url).send().unwrap();
+        let head = svc.http.head(&url).send().unwrap();
+        assert_eq!(head.status(), get.status(), "HEAD {url}");
+        for name in ["content-type", "x-total-count", "link"] {
+            assert_eq!(head.headers().get(name), get.headers().get(name), "{name} of HEAD {url}");
+        }
+        assert!(!get.bytes().unwrap().is_empty(), "GET {url} has a body");
+        assert!(head.bytes().unwrap().is_empty(), "HEAD {url} has no body");
+    }
+    assert!(svc.terminate().success());
 }
 
 #[test]

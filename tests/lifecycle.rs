@@ -224,6 +224,7 @@ fn a_second_signal_exits_at_once_and_loses_nothing_acknowledged() {
         let took = signalled.elapsed();
         drop(slow);
         let status = status.unwrap_or_else(|| panic!("second {second:?} did not exit at once:\n{}", svc.log_text()));
+        assert_eq!(status.code(), Some(128 + second as i32), "exit code after a second {second:?}");
         eprintln!("second {second:?}: exit {status} after {took:?}; load {:?}", outcome.statuses);
 
         let svc = Service::start(dir.path());

@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -417,4 +417,63 @@ fn query_admission_rejections_are_counted() {
     assert_eq!(rejected(&m3), rejected(&m2), "an admitted query is not a rejection");
     assert_health(&svc);
     assert!(svc.terminate().success());
+}
+
+/// Label values come from closed sets: a made-up method is `_OTHER`, a path that no route
+/// matches is `unmatched` (also one that only looks like the product path), so no request can
+/// add a series of its own. Rejection counters exist at 0 before any rejection, and the
+/// checkpoint time is set from the start.
+#[test]
+fn metric_labels_are_bounded_and_every_series_exists_from_the_start() {
+    let dir = temp_dir();
+    let svc = Service::start(dir.path());
+    let m0 = scrape(&svc);
+    for endpoint in ["reprice", "product", "query"] {
+        assert!(m0.has("repricer_admission_rejections_total", &[("endpoint".to_string(), endpoint.to_string())].into()), "{endpoint}");
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let checkpoint = checkpoint_time_once_set(&svc);
+    assert!((now - checkpoint).abs() < 120.0, "checkpoint time {checkpoint} at start, now {now}");
+
+    for i in 0..20 {
+        let method = reqwest::Method::from_bytes(format!("BREW{i}").as_bytes()).unwrap();
+        let resp = svc.http.request(method, format!("{}/api/reprice", svc.api)).send().unwrap();
+        assert_eq!(resp.status(), 405);
+    }
+    for path in ["/api/product/a/b/price", "/api/product//price", "/nothing/here"] {
+        assert_eq!(svc.http.get(format!("{}{path}", svc.api)).send().unwrap().status(), 404, "{path}");
+    }
+    let m1 = scrape(&svc);
+    let methods: BTreeSet<String> = m1
+        .samples
+        .iter()
+        .filter(|s| s.name == "http_server_request_duration_seconds_count")
+        .filter_map(|s| s.labels.get("http_request_method").cloned())
+        .collect();
+    assert!(methods.iter().all(|m| ["GET", "POST", "_OTHER"].contains(&m.as_str())), "{methods:?}");
+    assert_eq!(requests(&m1, "_OTHER", "/api/reprice", "405"), 20.0);
+    assert_eq!(requests(&m1, "GET", "unmatched", "404"), 3.0);
+    assert_eq!(requests(&m1, "GET", "/api/product/{productId}/price", "404"), 0.0);
+    assert!(svc.terminate().success());
+
+    // After a restart that loads the checkpoint written at shutdown, the time is that of the
+    // restart's first fold, not 0.
+    let svc = Service::start(dir.path());
+    let checkpoint = checkpoint_time_once_set(&svc);
+    assert!(checkpoint >= now.floor(), "checkpoint time {checkpoint} after a restart");
+    assert!(svc.terminate().success());
+}
+
+/// `repricer_checkpoint_timestamp_seconds` once the Checkpointer's first fold (at start, on its
+/// own thread) has set it; fails if that takes longer than 10 s (the interval is 30 s).
+fn checkpoint_time_once_set(svc: &Service) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let t = scrape(svc).value("repricer_checkpoint_timestamp_seconds", &[]);
+        if t > 0.0 {
+            return t;
+        }
+        assert!(Instant::now() < deadline, "the checkpoint time is still 0 10 s after start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

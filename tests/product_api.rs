@@ -125,6 +125,11 @@ fn unknown_products_are_404_with_a_json_error() {
     let status = resp.status().as_u16();
     assert!(status == 400 || status == 404, "{status}");
     expect_json_error(resp, status);
+    // A % that starts no escape is a 400 (never read as a literal %): the id "%ZZ" is %25ZZ.
+    assert_eq!(svc.reprice("%ZZ", "2.5"), 202);
+    let error = expect_json_error(svc.http.get(format!("{}/api/product/%ZZ/price", svc.api)).send().unwrap(), 400);
+    assert!(error.contains("%25"), "{error}");
+    assert_eq!(get(&svc, "%ZZ").1, "2.5");
     assert_eq!(get(&svc, "known").1, "1.25");
     assert!(svc.terminate().success());
 }

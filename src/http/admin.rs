@@ -6,6 +6,8 @@ use actix_web::{web, HttpResponse};
 use prometheus::{Encoder, Registry, TextEncoder};
 use repricer_actors::health::Health;
 
+use crate::http::{allow_get, no_route};
+
 /// What the admin handlers read.
 #[derive(Clone)]
 pub struct AdminState {
@@ -15,11 +17,13 @@ pub struct AdminState {
     pub registry: Registry,
 }
 
-/// Registers the admin routes.
+/// Registers the admin routes: GET and HEAD each; another method gets 405 with `Allow`, and an
+/// unknown path the same JSON 404 as on the API port.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz/live", web::get().to(live))
-        .route("/healthz/ready", web::get().to(ready))
-        .route("/metrics", web::get().to(metrics));
+    cfg.service(web::resource("/healthz/live").route(web::get().to(live)).route(web::head().to(live)).default_service(web::to(allow_get)))
+        .service(web::resource("/healthz/ready").route(web::get().to(ready)).route(web::head().to(ready)).default_service(web::to(allow_get)))
+        .service(web::resource("/metrics").route(web::get().to(metrics)).route(web::head().to(metrics)).default_service(web::to(allow_get)))
+        .default_service(web::to(no_route));
 }
 
 fn status(ok: bool, what: &str) -> HttpResponse {

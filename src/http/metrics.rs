@@ -31,6 +31,11 @@ impl HttpMetrics {
             &["endpoint"],
         )
         .expect("valid counter");
+        // Every endpoint's series exists from the start (at 0), so a rate() over it is 0, not
+        // absent, until the first rejection.
+        for endpoint in ["reprice", "product", "query"] {
+            rejections.with_label_values(&[endpoint]);
+        }
         registry.register(Box::new(duration.clone())).expect("register duration");
         registry.register(Box::new(rejections.clone())).expect("register rejections");
         HttpMetrics { duration, rejections }
@@ -41,12 +46,12 @@ impl HttpMetrics {
 pub async fn record(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
-    let method = req.method().clone();
+    let method = crate::http::method_label(req.method());
     let route = crate::http::route_template(req.path());
     let response = next.call(req).await?;
     if let Some(m) = metrics {
         m.duration
-            .with_label_values(&[method.as_str(), route, response.status().as_str()])
+            .with_label_values(&[method, route, response.status().as_str()])
             .observe(started.elapsed().as_secs_f64());
     }
     Ok(response)

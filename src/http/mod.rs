@@ -50,17 +50,30 @@ const QUERY: &str = "/api/query";
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Static paths first: the router tries resources in order, and only the product path
     // needs a pattern match.
+    // HEAD is served wherever GET is (actix-web sends the headers and drops the body).
     cfg.service(web::resource(REPRICE).route(web::post().to(reprice::reprice)).default_service(web::to(allow_post)))
-        .service(web::resource(QUERY).route(web::get().to(query::query)).default_service(web::to(allow_get)))
-        .service(web::resource(PRODUCT_PRICE).route(web::get().to(product::product_price)).default_service(web::to(allow_get)));
+        .service(
+            web::resource(QUERY)
+                .route(web::get().to(query::query))
+                .route(web::head().to(query::query))
+                .default_service(web::to(allow_get)),
+        )
+        .service(
+            web::resource(PRODUCT_PRICE)
+                .route(web::get().to(product::product_price))
+                .route(web::head().to(product::product_price))
+                .default_service(web::to(allow_get)),
+        );
 }
 
-async fn allow_post(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {
+/// A known path with a method it does not serve: 405 with `Allow: POST`.
+pub async fn allow_post(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {
     Err(error::ApiError::MethodNotAllowed { method: req.method().to_string(), allow: "POST" })
 }
 
-async fn allow_get(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {
-    Err(error::ApiError::MethodNotAllowed { method: req.method().to_string(), allow: "GET" })
+/// A known path with a method it does not serve: 405 with `Allow: GET, HEAD`.
+pub async fn allow_get(req: actix_web::HttpRequest) -> Result<actix_web::HttpResponse, error::ApiError> {
+    Err(error::ApiError::MethodNotAllowed { method: req.method().to_string(), allow: "GET, HEAD" })
 }
 
 /// Any other path: a JSON 404.
@@ -74,12 +87,49 @@ pub fn route_template(path: &str) -> &'static str {
     match path {
         REPRICE => REPRICE,
         QUERY => QUERY,
-        p if p.starts_with("/api/product/") && p.ends_with("/price") => PRODUCT_PRICE,
+        p if p.strip_prefix("/api/product/").and_then(|r| r.strip_suffix("/price")).is_some_and(|id| !id.is_empty() && !id.contains('/')) => {
+            PRODUCT_PRICE
+        }
         "/healthz/live" => "/healthz/live",
         "/healthz/ready" => "/healthz/ready",
         "/metrics" => "/metrics",
         _ => "unmatched",
     }
+}
+
+/// The request method as a metric label and span attribute: one of the methods HTTP defines,
+/// or `_OTHER` (OpenTelemetry HTTP conventions), so that made-up methods cannot add series.
+pub fn method_label(method: &actix_web::http::Method) -> &'static str {
+    use actix_web::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::CONNECT => "CONNECT",
+        Method::OPTIONS => "OPTIONS",
+        Method::TRACE => "TRACE",
+        Method::PATCH => "PATCH",
+        _ => "_OTHER",
+    }
+}
+
+/// Percent-decodes one URL component strictly: a `%` not followed by two hex digits, or bytes
+/// that are not UTF-8 once decoded, are a 400 naming `what` (never a lossy U+FFFD, which would
+/// silently select another product).
+pub fn percent_decode_strict(raw: &str, what: &str) -> Result<String, error::ApiError> {
+    let bytes = raw.as_bytes();
+    let bad_escape = bytes.iter().enumerate().any(|(i, &b)| {
+        b == b'%' && !(bytes.get(i + 1).is_some_and(u8::is_ascii_hexdigit) && bytes.get(i + 2).is_some_and(u8::is_ascii_hexdigit))
+    });
+    if bad_escape {
+        return Err(error::ApiError::BadRequest(format!("{what} has a % that is not followed by two hex digits (write a literal % as %25)")));
+    }
+    percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|_| error::ApiError::BadRequest(format!("{what} is not valid UTF-8 once percent-decoded")))
 }
 
 /// The longest product id accepted (R1), in bytes of UTF-8.

@@ -1,7 +1,6 @@
 //! `GET /api/product/{productId}/price` (R3).
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use percent_encoding::percent_decode_str;
 use repricer_actors::error::ActorError;
 use repricer_actors::product::GetPrice;
 use repricer_actors::telemetry::Traced;
@@ -10,7 +9,7 @@ use tokio::sync::oneshot;
 
 use crate::http::admission::PermitBody;
 use crate::http::error::ApiError;
-use crate::http::{check_product_id, ApiState};
+use crate::http::{check_product_id, percent_decode_strict, ApiState};
 
 /// The product id: one percent-encoded path segment, decoded from the raw path so that
 /// `a%2Fb` is the id `a/b`.
@@ -20,10 +19,7 @@ fn product_id_from_path(raw_path: &str) -> Result<String, ApiError> {
         .and_then(|rest| rest.strip_suffix("/price"))
         .filter(|s| !s.contains('/'))
         .ok_or_else(|| ApiError::NotFound("no such route".into()))?;
-    let id = percent_decode_str(segment)
-        .decode_utf8()
-        .map_err(|_| ApiError::BadRequest("productId is not valid UTF-8 once percent-decoded".into()))?
-        .into_owned();
+    let id = percent_decode_strict(segment, "productId")?;
     check_product_id(&id, "productId")?;
     Ok(id)
 }

@@ -13,7 +13,7 @@ use repricer_actors::time::{format_epoch, parse_instant};
 
 use crate::http::admission::PermitBody;
 use crate::http::error::ApiError;
-use crate::http::{check_product_id, ApiState};
+use crate::http::{check_product_id, percent_decode_strict, ApiState};
 
 /// Rows per page unless `pagesize` says otherwise.
 pub const DEFAULT_PAGE_SIZE: u64 = 25;
@@ -36,12 +36,13 @@ fn bad(message: String) -> ApiError {
     ApiError::BadRequest(message)
 }
 
+/// The bound and the text that parsed (for `Link`, which must select the same events).
 fn parse_time(name: &str, value: &str) -> Result<(String, i64), ApiError> {
     // An unencoded `+` in an offset arrives as a space.
     let repaired = value.replace(' ', "+");
     parse_instant(value)
-        .or_else(|| parse_instant(&repaired))
-        .map(|t| (repaired.clone(), t))
+        .map(|t| (value.to_string(), t))
+        .or_else(|| parse_instant(&repaired).map(|t| (repaired.clone(), t)))
         .ok_or_else(|| {
             bad(format!(
                 "{name} must be an RFC 3339 time (2026-12-03T15:04:05.123Z, any offset) or epoch seconds (1764774245.5), got {value:?}"
@@ -57,10 +58,25 @@ fn parse_whole(name: &str, value: &str, max: u64) -> Result<u64, ApiError> {
         .ok_or_else(|| bad(format!("{name} must be a whole number from 1 to {max}, got {value:?}")))
 }
 
+/// The query string's name/value pairs, decoded as forms are (`+` is a space) but strictly:
+/// see [`percent_decode_strict`].
+fn decode_pairs(query: &str) -> Result<Vec<(String, String)>, ApiError> {
+    query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let key = percent_decode_strict(&key.replace('+', " "), "a query parameter name")?;
+            let value = percent_decode_strict(&value.replace('+', " "), &format!("query parameter {key}"))?;
+            Ok((key, value))
+        })
+        .collect()
+}
+
 fn parse_params(query: &str) -> Result<QueryParams, ApiError> {
     let mut p = QueryParams { page_number: 1, page_size: DEFAULT_PAGE_SIZE, ..Default::default() };
     let mut seen: Vec<String> = Vec::new();
-    for (key, value) in form_urlencoded::parse(query.as_bytes()) {
+    for (key, value) in decode_pairs(query)? {
         let canonical = if key == "pageSize" { "pagesize".to_string() } else { key.to_string() };
         if seen.contains(&canonical) {
             return Err(bad(format!("{key} is given more than once")));
@@ -69,14 +85,14 @@ fn parse_params(query: &str) -> Result<QueryParams, ApiError> {
         match canonical.as_str() {
             "productId" => {
                 check_product_id(&value, "productId")?;
-                p.product_id = Some(value.into_owned());
+                p.product_id = Some(value);
             }
             "from" => p.from = Some(parse_time("from", &value)?),
             "to" => p.to = Some(parse_time("to", &value)?),
             "pageNumber" => p.page_number = parse_whole("pageNumber", &value, MAX_PAGE_NUMBER)?,
             "pagesize" => p.page_size = parse_whole(&key, &value, MAX_PAGE_SIZE)?,
             _ => {
-                return Err(bad(format!("unknown query parameter {key:?}; expected productId, from, to, pageNumber, pagesize")));
+                return Err(bad(format!("unknown query parameter {key:?}; expected productId, from, to, pageNumber, pagesize (or pageSize)")));
             }
         }
     }
@@ -184,6 +200,31 @@ mod tests {
         assert_eq!(p.page_size, 7);
         assert_eq!(p.from.unwrap().1, repricer_actors::time::parse_rfc3339("2025-12-03T14:04:05Z").unwrap());
         assert_eq!(p.to.unwrap().1, 1_764_774_245_500_000_000);
+    }
+
+    #[test]
+    fn invalid_utf8_and_bad_escapes_are_refused_not_replaced() {
+        for (query, name) in [("productId=%FF", "productId"), ("productId=a%ZZ", "productId"), ("from=%E2%82", "from"), ("%FF=1", "name")] {
+            match parse_params(query) {
+                Err(ApiError::BadRequest(m)) => assert!(m.contains(name), "{query}: {m}"),
+                other => panic!("{query}: {other:?}"),
+            }
+        }
+        assert_eq!(parse_params("productId=%C3%BC+x%2By").unwrap().product_id.as_deref(), Some("ü x+y"));
+    }
+
+    #[test]
+    fn links_repeat_the_time_bounds_that_parsed() {
+        // A space between date and time is RFC 3339; an unencoded + in an offset arrives as a
+        // space and is repaired. Either way the link's bound must parse to the same instant.
+        for query in ["from=2026-12-03%2000:00:00Z", "from=2026-12-03T00:00:00+01:00", "from=2026-12-03T00:00:00%2B01:00"] {
+            let p = parse_params(&format!("{query}&pagesize=1")).unwrap();
+            let links = link_header(&p, 10);
+            let next = links.split(", ").find(|l| l.ends_with("rel=\"next\"")).unwrap();
+            let target = next.trim_start_matches("</api/query?").split('>').next().unwrap();
+            let again = parse_params(target).unwrap_or_else(|e| panic!("{query}: link {target}: {e:?}"));
+            assert_eq!(again.from.unwrap().1, p.from.unwrap().1, "{query}: {target}");
+        }
     }
 
     #[test]

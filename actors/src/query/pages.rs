@@ -285,8 +285,7 @@ impl Plan<'_> {
         if let Some(segment) = self.pages.cache.get(index) {
             return Ok(Some(segment.events[from..to].to_vec()));
         }
-        let file_name = name.file_name();
-        let fail = |reason: String| QueryError::Segment { file: file_name.clone(), reason };
+        let fail = |reason: String| QueryError::Segment { file: name.file_name(), reason };
         let (chunk, segment) = match (self.pages.cache.file(index), self.reads) {
             (Some(segment), Reads::CachedOnly) => {
                 let (range, _) = segment.offsets.byte_range(from, to);
@@ -305,7 +304,7 @@ impl Plan<'_> {
                 (chunk, segment)
             }
             (None, Reads::FromDisk) => {
-                let mut file = File::open(self.pages.results.join(&file_name)).map_err(|e| fail(e.to_string()))?;
+                let mut file = File::open(self.pages.results.join(name.file_name())).map_err(|e| fail(e.to_string()))?;
                 let mut bytes = Vec::new();
                 file.read_to_end(&mut bytes).map_err(|e| fail(e.to_string()))?;
                 let offsets = index_records(&bytes).map_err(|e| fail(e.to_string()))?;

@@ -335,8 +335,11 @@ impl Checkpointer {
         }
     }
 
-    /// Runs until the request channel closes.
+    /// Runs until the request channel closes. The first fold runs at once: it folds in what
+    /// recovery sealed (or, after a clean stop, finds the checkpoint current), so that
+    /// `repricer_checkpoint_timestamp_seconds` is right from the start, not 0 for an interval.
     pub fn run(self, requests: Receiver<CheckpointRequest>) {
+        self.checkpoint();
         loop {
             match requests.recv_timeout(self.interval) {
                 Ok(CheckpointRequest::Now(done)) => {
