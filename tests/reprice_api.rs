@@ -109,6 +109,8 @@ fn every_rejection_is_a_json_error_and_writes_nothing() {
         ("text/plain charset", body("known", "6"), "text/plain; charset=utf-8", 415),
         ("form", body("known", "6"), "application/x-www-form-urlencoded", 415),
         ("xml", body("known", "6"), "application/xml", 415),
+        ("json in latin1", body("known", "6"), "application/json; charset=latin1", 415),
+        ("json in utf-16", body("known", "6"), "application/json; charset=\"UTF-16\"", 415),
     ];
     let mut wrong = Vec::new();
     for (what, body, content_type, status) in &cases {

@@ -34,7 +34,7 @@ pub enum ApiError {
         allow: &'static str,
     },
     /// Not JSON.
-    #[error("Content-Type must be application/json, not {0:?}")]
+    #[error("Content-Type must be application/json (in UTF-8, the only charset of JSON), not {0:?}")]
     UnsupportedMediaType(String),
     /// Admission limit reached for an endpoint.
     #[error("too many {0} requests in flight; retry shortly")]

@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use actix_web::{web, HttpRequest, HttpResponse};
-use percent_encoding::{utf8_percent_encode, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use repricer_actors::error::ActorError;
 use repricer_actors::query::catalog::Filter;
 use repricer_actors::query::RunQuery;
@@ -104,9 +104,13 @@ fn parse_params(query: &str) -> Result<QueryParams, ApiError> {
     Ok(p)
 }
 
+/// What a value in a `Link` URL escapes: everything but letters, digits and RFC 3986's other
+/// unreserved characters (so `sku-1.5` stays readable, and `+`, `&`, `/`, `%` are escaped).
+const LINK_VALUE: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+
 fn page_link(p: &QueryParams, page: u64, rel: &str) -> String {
     let mut url = String::from("</api/query?");
-    let enc = |s: &str| utf8_percent_encode(s, NON_ALPHANUMERIC).to_string();
+    let enc = |s: &str| utf8_percent_encode(s, LINK_VALUE).to_string();
     if let Some(id) = &p.product_id {
         let _ = write!(url, "productId={}&", enc(id));
     }
@@ -229,9 +233,9 @@ mod tests {
 
     #[test]
     fn links_cover_first_prev_next_last() {
-        let p = QueryParams { page_number: 2, page_size: 10, product_id: Some("a b".into()), ..Default::default() };
+        let p = QueryParams { page_number: 2, page_size: 10, product_id: Some("a b/c+d-1.5_~".into()), ..Default::default() };
         let h = link_header(&p, 35);
-        assert!(h.contains("productId=a%20b&pageNumber=1&pagesize=10>; rel=\"prev\""), "{h}");
+        assert!(h.contains("productId=a%20b%2Fc%2Bd-1.5_~&pageNumber=1&pagesize=10>; rel=\"prev\""), "{h}");
         assert!(h.contains("pageNumber=3&pagesize=10>; rel=\"next\""), "{h}");
         assert!(h.contains("pageNumber=4&pagesize=10>; rel=\"last\""), "{h}");
     }

@@ -52,8 +52,14 @@ fn parse_body(bytes: &[u8]) -> Result<(String, Price), ApiError> {
 fn check_content_type(req: &HttpRequest) -> Result<(), ApiError> {
     let Some(value) = req.headers().get(header::CONTENT_TYPE) else { return Ok(()) };
     let text = value.to_str().unwrap_or("");
-    let mime = text.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    if mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")) {
+    let mut parts = text.split(';');
+    let mime = parts.next().unwrap_or("").trim().to_ascii_lowercase();
+    let is_json = mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"));
+    // JSON is UTF-8 (RFC 8259); a body declared in another charset would be read wrongly.
+    let other_charset = parts.filter_map(|p| p.split_once('=')).any(|(k, v)| {
+        k.trim().eq_ignore_ascii_case("charset") && !v.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+    });
+    if is_json && !other_charset {
         Ok(())
     } else {
         Err(ApiError::UnsupportedMediaType(text.to_string()))
