@@ -23,6 +23,7 @@ use opentelemetry_sdk::trace::{
     SpanProcessor,
 };
 use opentelemetry_sdk::Resource;
+use repricer_actors::telemetry::MAX_LINKS;
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 use tracing::field::Empty;
 use tracing::Span;
@@ -280,7 +281,10 @@ fn build_provider(
     // `ServerSpan`); whatever reaches the SDK afterwards belongs to a sampled request, or is
     // batch work (commit, seal, checkpoint) that is only traced when it served one.
     let _ = HEAD_SAMPLER.set(sampler);
+    // Batch spans link up to MAX_LINKS requests; OTEL_SPAN_LINK_COUNT_LIMIT may lower that.
+    let max_links = env("OTEL_SPAN_LINK_COUNT_LIMIT").and_then(|v| v.parse::<usize>().ok()).unwrap_or(MAX_LINKS).min(MAX_LINKS);
     let provider = SdkTracerProvider::builder()
+        .with_max_links_per_span(max_links as u32)
         .with_sampler(Sampler::AlwaysOn)
         .with_span_processor(counted_batch_processor(exporter, metrics))
         .with_resource(resource)
@@ -398,8 +402,17 @@ struct LogFieldVisitor<'a, 'writer> {
 
 impl Visit for LogFieldVisitor<'_, '_> {
     fn record_debug(&mut self, field: &Field, value: &dyn std::fmt::Debug) {
-        const REQUEST_ATTRIBUTES: [&str; 7] =
-            ["otel.name", "otel.kind", "otel.status_code", "http.request.method", "url.path", "url.scheme", "http.response.status_code"];
+        const REQUEST_ATTRIBUTES: [&str; 9] = [
+            "otel.name",
+            "otel.kind",
+            "otel.status_code",
+            "http.request.method",
+            "http.request.method_original",
+            "url.path",
+            "url.scheme",
+            "http.response.status_code",
+            "error.type",
+        ];
         if self.result.is_err() || REQUEST_ATTRIBUTES.contains(&field.name()) {
             return;
         }
@@ -446,24 +459,35 @@ impl RootSpanBuilder for ServerSpan {
             request.extensions_mut().insert(UnsampledTrace(trace_id));
             return Span::none();
         }
+        // Named as the HTTP semantic conventions say: `{method} {route}`; a method HTTP does
+        // not define is `_OTHER` (its text in `http.request.method_original`) and names the span
+        // `HTTP`; a path no route matches has no `http.route` and names the span by its method.
         let route = crate::http::route_template(request.path());
         let method = crate::http::method_label(request.method());
-        // A method HTTP does not define is `_OTHER`, and the span is named `HTTP {route}`.
         let name_method = if method == "_OTHER" { "HTTP" } else { method };
+        let name = if route == "unmatched" { name_method.to_string() } else { format!("{name_method} {route}") };
         let span = tracing::info_span!(
             "HTTP request",
-            otel.name = %format_args!("{name_method} {route}"),
+            otel.name = %name,
             otel.kind = "server",
             http.request.method = %method,
-            http.route = %route,
+            http.request.method_original = Empty,
+            http.route = Empty,
             url.path = %request.path(),
             url.scheme = "http",
             http.response.status_code = Empty,
+            error.type = Empty,
             otel.status_code = Empty,
             product.id = Empty,
             trace_id = Empty,
             span_id = Empty,
         );
+        if route != "unmatched" {
+            span.record("http.route", route);
+        }
+        if method == "_OTHER" {
+            span.record("http.request.method_original", request.method().as_str());
+        }
         if caller.is_valid() {
             let _ = span.set_parent(parent);
         }
@@ -481,9 +505,10 @@ impl RootSpanBuilder for ServerSpan {
     fn on_request_end<B: MessageBody>(span: Span, outcome: &Result<ServiceResponse<B>, Error>) {
         if let Ok(response) = outcome {
             let status = response.status();
-            span.record("http.response.status_code", status.as_u16());
+            span.record("http.response.status_code", i64::from(status.as_u16()));
             if status.is_server_error() {
                 span.record("otel.status_code", "ERROR");
+                span.record("error.type", status.as_str());
             }
         } else {
             DefaultRootSpanBuilder::on_request_end(span, outcome);

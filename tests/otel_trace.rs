@@ -8,7 +8,7 @@
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,8 @@ struct Got {
     name: String,
     kind: i32,
     attrs: BTreeMap<String, String>,
+    /// Keys of the attributes exported as integers (`int_value`).
+    int_attrs: BTreeSet<String>,
     /// (trace id, span id) of each link.
     links: Vec<(String, String)>,
     service: String,
@@ -163,6 +165,12 @@ fn received(request: ExportTraceServiceRequest) -> Vec<Got> {
                     name: s.name,
                     kind: s.kind,
                     attrs: attrs(&s.attributes),
+                    int_attrs: s
+                        .attributes
+                        .iter()
+                        .filter(|kv| matches!(kv.value.as_ref().and_then(|v| v.value.as_ref()), Some(Value::IntValue(_))))
+                        .map(|kv| kv.key.clone())
+                        .collect(),
                     links: s.links.iter().map(|l| (hex(&l.trace_id), hex(&l.span_id))).collect(),
                     service: service.clone(),
                 });
@@ -516,6 +524,21 @@ fn exports_the_request_span_tree_over_otlp() {
     }
     assert_tree(&all, QUERY_TRACE, QUERY_CALLER, qserver);
 
+    // Numbers are exported as integers, so a backend can compare them (status >= 500).
+    let int_keys = [
+        (server, "http.response.status_code"),
+        (qserver, "http.response.status_code"),
+        (one(&rt, "Sequencer handle Sequence", &all), "event.seq"),
+        (one(&rt, "ProductActor handle Reprice", &all), "mailbox.wait_us"),
+        (commit, "events"),
+        (planner, "query.segments_planned"),
+        (planner, "query.segments_opened"),
+        (planner, "query.total"),
+    ];
+    for (span, key) in int_keys {
+        assert!(span.int_attrs.contains(key), "{key} of {:?} is not an integer attribute: {:?}", span.name, span.attrs.get(key));
+    }
+
     // The window's seal (about a second later, on the sealer thread) is a root span of its own
     // trace, linked to the reprice it stored: no request waits for it.
     let all = collector.wait_for(Duration::from_secs(30), "the seal of the reprice's window", |s| {
@@ -525,6 +548,7 @@ fn exports_the_request_span_tree_over_otlp() {
     let seal = all.iter().find(|x| x.name == SEAL && x.links.iter().any(|(t, _)| t == REPRICE_TRACE)).unwrap();
     assert!(seal.links.iter().any(|(_, l)| *l == append.span_id), "seal links the FileSegment handle Append span");
     assert_eq!(seal.attr("records"), Some("1"));
+    assert!(seal.int_attrs.contains("records"), "records of the seal is an integer attribute");
     assert!(seal.parent.is_empty() && seal.trace_id != REPRICE_TRACE, "the seal is a root span of its own trace:\n{}", dump(&all));
 
     // One more reprice right before SIGTERM: its spans must still arrive.
@@ -837,4 +861,124 @@ fn requests_the_sampler_leaves_out_export_no_span() {
             );
         }
     }
+}
+
+/// A batch span links every request it served (up to 1,024), not the SDK's default 128: 300
+/// reprices posted within about one window give seal spans whose link count equals their
+/// record count, one of them over 128, and group commits whose link count equals their events.
+#[test]
+fn batch_spans_link_every_request_they_served() {
+    let collector = Collector::start();
+    let dir = temp_dir();
+    let svc = start(dir.path(), &otel_envs(&collector.endpoint));
+    const N: usize = 300;
+    for i in 0..N {
+        assert_eq!(svc.reprice(&format!("link-{}", i % 7), &format!("{}.5", i + 1)), 202);
+    }
+    let count = |s: &Got, key: &str| s.attr(key).and_then(|v| v.parse::<usize>().ok()).unwrap_or(0);
+    let all = collector.wait_for(Duration::from_secs(30), "seal spans covering every reprice", |spans| {
+        spans.iter().filter(|s| s.name == SEAL).map(|s| count(s, "records")).sum::<usize>() >= N
+    });
+    let seals: Vec<&Got> = all.iter().filter(|s| s.name == SEAL).collect();
+    for seal in &seals {
+        assert_eq!(seal.links.len(), count(seal, "records"), "links of a seal of {} records", count(seal, "records"));
+    }
+    assert!(seals.iter().any(|s| count(s, "records") > 128), "one window held over 128 reprices: {:?}", seals.iter().map(|s| count(s, "records")).collect::<Vec<_>>());
+    let commits: Vec<&Got> = all.iter().filter(|s| s.name == GROUP_COMMIT).collect();
+    assert_eq!(commits.iter().map(|s| count(s, "events")).sum::<usize>(), N);
+    for commit in commits {
+        assert_eq!(commit.links.len(), count(commit, "events"), "links of a group commit");
+    }
+    assert!(svc.terminate().success());
+}
+
+/// `LOG_FORMAT=json` gives one JSON object per line; `RUST_LOG` sets the level; a line logged
+/// inside a sampled request (here a refused reprice, logged at debug) carries the request's
+/// `trace_id` and `span_id`.
+#[test]
+fn json_log_lines_inside_a_request_carry_its_trace_id() {
+    const TRACE: &str = "6e0c63257de34c926f9efcd03899c0a1";
+    const CALLER: &str = "53995c3f42cd8ad8";
+    let collector = Collector::start();
+    let dir = temp_dir();
+    let mut envs = otel_envs(&collector.endpoint);
+    envs.push(("LOG_FORMAT", "json".to_string()));
+    envs.push(("RUST_LOG", "info,repricer=debug".to_string()));
+    let svc = start(dir.path(), &envs);
+    let resp = svc
+        .http
+        .post(format!("{}/api/reprice", svc.api))
+        .header("content-type", "application/json")
+        .header("traceparent", traceparent(TRACE, CALLER))
+        .body(r#"{"productId":"log-1","price":-1}"#)
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 400);
+    let (_, server_span) = response_traceparent(&resp).expect("traceparent on the 400");
+    let logs = Arc::clone(&svc.logs);
+    assert!(svc.terminate().success());
+    // The log reader threads may trail the exit by a moment.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !logs.lock().unwrap().iter().any(|l| l.contains("stopped cleanly")) {
+        assert!(Instant::now() < deadline, "no \"stopped cleanly\" line");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let text = logs.lock().unwrap().join("\n");
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l}: {e}")))
+        .collect();
+    assert!(lines.len() >= 3, "JSON lines: {text}");
+    let refused: Vec<&serde_json::Value> = lines.iter().filter(|l| l["fields"]["message"] == "request refused").collect();
+    assert_eq!(refused.len(), 1, "one debug line for the refused reprice:\n{text}");
+    let line = refused[0].to_string();
+    assert!(line.contains(TRACE), "the line carries the caller's trace id: {line}");
+    assert!(line.contains(&server_span), "the line carries the request span's id: {line}");
+    assert!(line.contains("price"), "the line says what was wrong: {line}");
+
+    // RUST_LOG directives: warn, but info for repricer::serve (which logs the addresses the
+    // test needs): no info line of any other target (actix_server logs its workers at info).
+    let dir = temp_dir();
+    let svc = start(dir.path(), &[("LOG_FORMAT", "json".to_string()), ("RUST_LOG", "warn,repricer::serve=info".to_string())]);
+    assert_eq!(svc.reprice("log-2", "1.5"), 202);
+    let logs = Arc::clone(&svc.logs);
+    assert!(svc.terminate().success());
+    std::thread::sleep(Duration::from_millis(300));
+    let lines: Vec<serde_json::Value> = logs.lock().unwrap().iter().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    assert!(lines.iter().any(|l| l["fields"]["message"] == "ready"), "repricer::serve=info kept");
+    let others: Vec<&serde_json::Value> = lines.iter().filter(|l| l["level"] == "INFO" && l["target"] != "repricer::serve").collect();
+    assert!(others.is_empty(), "RUST_LOG=warn,... still logged info lines of other targets: {others:?}");
+}
+
+/// Server spans follow the HTTP conventions at the edges too: a made-up method is `_OTHER`
+/// with its text in `http.request.method_original` and names the span `HTTP {route}`; a path
+/// no route matches has no `http.route` and names the span by its method alone.
+#[test]
+fn server_spans_of_odd_methods_and_unknown_paths() {
+    const ODD_TRACE: &str = "7d1c2b3a4f5e60718293a4b5c6d7e8f9";
+    const LOST_TRACE: &str = "8e2d3c4b5a6f70819203b4c5d6e7f809";
+    let collector = Collector::start();
+    let dir = temp_dir();
+    let svc = start(dir.path(), &otel_envs(&collector.endpoint));
+    let brew = reqwest::Method::from_bytes(b"BREW").unwrap();
+    let r = svc.http.request(brew, format!("{}/api/reprice", svc.api)).header("traceparent", traceparent(ODD_TRACE, "1111111111111111")).send().unwrap();
+    assert_eq!(r.status(), 405);
+    let r = svc.http.get(format!("{}/no/such/path", svc.api)).header("traceparent", traceparent(LOST_TRACE, "2222222222222222")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    let all = collector.wait_for(Duration::from_secs(30), "both server spans", |s| {
+        s.iter().any(|x| x.trace_id == ODD_TRACE && x.kind == KIND_SERVER) && s.iter().any(|x| x.trace_id == LOST_TRACE && x.kind == KIND_SERVER)
+    });
+    let odd = all.iter().find(|x| x.trace_id == ODD_TRACE && x.kind == KIND_SERVER).unwrap();
+    assert_eq!(odd.name, "HTTP /api/reprice");
+    assert_eq!(odd.attr("http.request.method"), Some("_OTHER"));
+    assert_eq!(odd.attr("http.request.method_original"), Some("BREW"));
+    assert_eq!(odd.attr("http.route"), Some("/api/reprice"));
+    assert_eq!(odd.attr("http.response.status_code"), Some("405"));
+    assert_eq!(odd.attr("error.type"), None, "a 4xx is the client's error, not the server's");
+    let lost = all.iter().find(|x| x.trace_id == LOST_TRACE && x.kind == KIND_SERVER).unwrap();
+    assert_eq!(lost.name, "GET");
+    assert_eq!(lost.attr("http.route"), None);
+    assert_eq!(lost.attr("http.response.status_code"), Some("404"));
+    assert!(svc.terminate().success());
 }

@@ -160,7 +160,7 @@ impl Handler<Traced<Sequence>> for Sequencer {
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        span.record("event.seq", seq);
+        span.record("event.seq", seq as i64);
         self.metrics.events_sequenced.inc();
         let event = Event { seq, timestamp, product_id, price, previous_price };
         self.segment.do_send(Traced::new(Append { event, window_start, waiter: reply }, &self.segment_depth));

@@ -42,9 +42,10 @@ impl<M> Traced<M> {
         Traced { msg, span: sampled(Span::current()), enqueued_at: Instant::now(), _queued: QueueSlot(depth.clone()) }
     }
 
-    /// Microseconds the message waited in the mailbox.
-    pub fn mailbox_wait_us(&self) -> u64 {
-        self.enqueued_at.elapsed().as_micros() as u64
+    /// Microseconds the message waited in the mailbox (an `i64`: tracing-opentelemetry exports
+    /// `u64` fields as strings, `i64` as integers).
+    pub fn mailbox_wait_us(&self) -> i64 {
+        self.enqueued_at.elapsed().as_micros() as i64
     }
 }
 
@@ -74,8 +75,10 @@ macro_rules! hop_span {
     };
 }
 
-/// Most links recorded on one batch span (the OpenTelemetry default limit).
-pub const MAX_LINKS: usize = 128;
+/// Most links recorded on one batch span. The OpenTelemetry SDK's default of 128 would leave
+/// most requests of a busy group commit or window seal unlinked; beyond this many the span's
+/// count attribute (`events`, `records`) still says how many it served.
+pub const MAX_LINKS: usize = 1024;
 
 /// The OpenTelemetry identity of `span`, if it is exported: kept instead of the span itself
 /// where holding the span would keep it open (and unexported) for too long.

@@ -42,13 +42,32 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware: observes each request's duration by route template and status.
+/// Logs a request that failed, inside its request span (so a sampled one's line carries its
+/// `trace_id`): a server error at `error`, except overload (`503`: counted in the metrics, and
+/// possibly thousands a second) and client errors at `debug`.
+fn log_failure<B>(response: &ServiceResponse<B>, method: &str, route: &str) {
+    let status = response.status();
+    if !status.is_client_error() && !status.is_server_error() {
+        return;
+    }
+    let error = response.response().error().map(ToString::to_string).unwrap_or_default();
+    let status = status.as_u16();
+    if status >= 500 && status != 503 {
+        tracing::error!(method, route, status, %error, "request failed");
+    } else {
+        tracing::debug!(method, route, status, %error, "request refused");
+    }
+}
+
+/// Middleware: observes each request's duration by route template and status (and logs the
+/// failed ones).
 pub async fn record(req: ServiceRequest, next: Next<impl MessageBody>) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let metrics = req.app_data::<web::Data<HttpMetrics>>().cloned();
     let method = crate::http::method_label(req.method());
     let route = crate::http::route_template(req.path());
     let response = next.call(req).await?;
+    log_failure(&response, method, route);
     if let Some(m) = metrics {
         m.duration
             .with_label_values(&[method, route, response.status().as_str()])

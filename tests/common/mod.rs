@@ -70,7 +70,9 @@ impl Service {
             });
         }
         let find = |what: &str| -> Option<String> {
-            logs.lock().unwrap().iter().find_map(|l| l.split_once(what).map(|(_, addr)| format!("http://{}", addr.trim())))
+            // The address is the run of digits, dots and colons after `what` (text or JSON lines).
+            let addr = |rest: &str| rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect::<String>();
+            logs.lock().unwrap().iter().find_map(|l| l.split_once(what).map(|(_, rest)| format!("http://{}", addr(rest))))
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         let (api, admin) = loop {

@@ -93,9 +93,9 @@ impl Actor for QueryPlanner {
 
 /// Reports a page's cost on the query span.
 fn record_cost(span: &tracing::Span, page: &Page, cost: PageCost) {
-    span.record("query.segments_planned", cost.planned);
-    span.record("query.segments_opened", cost.opened);
-    span.record("query.total", page.total);
+    span.record("query.segments_planned", cost.planned as i64);
+    span.record("query.segments_opened", cost.opened as i64);
+    span.record("query.total", page.total as i64);
 }
 
 impl Handler<Traced<RunQuery>> for QueryPlanner {

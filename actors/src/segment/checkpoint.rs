@@ -328,7 +328,7 @@ impl Checkpointer {
         match fold(&self.root, &self.staging, &self.results) {
             Ok(Some(covered)) => {
                 self.metrics.checkpoint_timestamp.set(chrono::Utc::now().timestamp());
-                tracing::info!(covered_segments = covered, seconds = started.elapsed().as_secs_f64(), "checkpoint written");
+                tracing::info!(covered_segments = covered as i64, seconds = started.elapsed().as_secs_f64(), "checkpoint written");
             }
             Ok(None) => self.metrics.checkpoint_timestamp.set(chrono::Utc::now().timestamp()),
             Err(error) => tracing::error!(%error, "checkpoint failed; start-up will replay more"),

@@ -105,7 +105,7 @@ impl SegmentSealer {
         let span = if window.links.is_empty() {
             Span::none()
         } else {
-            tracing::info_span!("FileSegment seal window", records = window.events.len())
+            tracing::info_span!("FileSegment seal window", records = window.events.len() as i64)
         };
         link_contexts(&span, &window.links);
         let _span = span.entered();

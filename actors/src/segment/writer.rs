@@ -195,7 +195,7 @@ impl SegmentWriter {
             let mut jobs = batch.drain(..);
             let r = commit_span.in_scope(|| self.write_batch(&mut jobs, &mut waiters, &mut closers, &mut published, &mut links));
             unwritten.extend(jobs);
-            commit_span.record("events", waiters.len());
+            commit_span.record("events", waiters.len() as i64);
             link_contexts(&commit_span, &links);
             r.map_err(Some)
         };
