@@ -54,7 +54,7 @@ pub async fn run(config: ServeConfig, telemetry: Arc<Telemetry>) -> Result<(), S
     let (signalled, shutdown) = tokio::sync::oneshot::channel::<()>();
     let restored = Arc::clone(&health);
     actix_web::rt::spawn(async move {
-        let _ = wait_for_signal().await;
+        wait_for_signal().await;
         if !restored.is_ready() {
             eprintln!("repricer: signal during start-up; exiting");
             std::process::exit(0);

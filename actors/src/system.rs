@@ -149,7 +149,7 @@ impl ActorSystem {
             .map(|prices| ProductActor::new(prices, sequencer.clone(), metrics.depth("Sequencer"), config.mailbox_capacity).start())
             .collect();
         let registry = ProductRegistry::new(shard_addrs, metrics.depth("ProductActor"), config.mailbox_capacity).start();
-        let cache = Arc::new(SegmentCache::new(config.segment_cache, config.segment_cache_bytes));
+        let cache = Arc::new(SegmentCache::new(config.segment_cache, config.segment_cache_bytes, metrics.segment_cache_bytes.clone()));
         let pages = Arc::new(PagePlanner::new(Arc::clone(&storage.catalog), cache, storage.results.clone(), metrics.clone()));
         let reader_pages = Arc::clone(&pages);
         let readers = SyncArbiter::start(config.query_threads.max(1), move || SegmentReader::new(Arc::clone(&reader_pages)));

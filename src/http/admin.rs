@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use prometheus::{Encoder, Registry, TextEncoder};
 use repricer_actors::health::Health;
 
-use crate::http::{allow_get, no_route};
+use crate::http::{allow_get, get_or_head, no_route};
 
 /// What the admin handlers read.
 #[derive(Clone)]
@@ -20,9 +20,9 @@ pub struct AdminState {
 /// Registers the admin routes: GET and HEAD each; another method gets 405 with `Allow`, and an
 /// unknown path the same JSON 404 as on the API port.
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/healthz/live").route(web::get().to(live)).route(web::head().to(live)).default_service(web::to(allow_get)))
-        .service(web::resource("/healthz/ready").route(web::get().to(ready)).route(web::head().to(ready)).default_service(web::to(allow_get)))
-        .service(web::resource("/metrics").route(web::get().to(metrics)).route(web::head().to(metrics)).default_service(web::to(allow_get)))
+    cfg.service(web::resource("/healthz/live").route(get_or_head().to(live)).default_service(web::to(allow_get)))
+        .service(web::resource("/healthz/ready").route(get_or_head().to(ready)).default_service(web::to(allow_get)))
+        .service(web::resource("/metrics").route(get_or_head().to(metrics)).default_service(web::to(allow_get)))
         .default_service(web::to(no_route));
 }
 

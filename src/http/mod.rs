@@ -50,20 +50,15 @@ const QUERY: &str = "/api/query";
 pub fn routes(cfg: &mut web::ServiceConfig) {
     // Static paths first: the router tries resources in order, and only the product path
     // needs a pattern match.
-    // HEAD is served wherever GET is (actix-web sends the headers and drops the body).
     cfg.service(web::resource(REPRICE).route(web::post().to(reprice::reprice)).default_service(web::to(allow_post)))
-        .service(
-            web::resource(QUERY)
-                .route(web::get().to(query::query))
-                .route(web::head().to(query::query))
-                .default_service(web::to(allow_get)),
-        )
-        .service(
-            web::resource(PRODUCT_PRICE)
-                .route(web::get().to(product::product_price))
-                .route(web::head().to(product::product_price))
-                .default_service(web::to(allow_get)),
-        );
+        .service(web::resource(QUERY).route(get_or_head().to(query::query)).default_service(web::to(allow_get)))
+        .service(web::resource(PRODUCT_PRICE).route(get_or_head().to(product::product_price)).default_service(web::to(allow_get)));
+}
+
+/// A route for GET and HEAD: HEAD is served wherever GET is (actix-web sends the headers and
+/// drops the body).
+pub fn get_or_head() -> actix_web::Route {
+    web::route().guard(actix_web::guard::Any(actix_web::guard::Get()).or(actix_web::guard::Head()))
 }
 
 /// A known path with a method it does not serve: 405 with `Allow: POST`.

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard};
 
 use lru::LruCache;
+use prometheus::IntGauge;
 
 use super::catalog::Catalog;
 use super::{Page, QueryError, RunQuery};
@@ -79,12 +80,8 @@ struct WeighedLru<V> {
 }
 
 impl<V: Weighed> WeighedLru<V> {
-    /// Bounded in entries by `capacity` (`None`: only by bytes) and in bytes by `max_bytes`.
-    fn new(capacity: Option<usize>, max_bytes: u64) -> WeighedLru<V> {
-        let lru = match capacity {
-            Some(c) => LruCache::new(NonZeroUsize::new(c.max(1)).expect("max(1)")),
-            None => LruCache::unbounded(),
-        };
+    fn new(capacity: usize, max_bytes: u64) -> WeighedLru<V> {
+        let lru = LruCache::new(NonZeroUsize::new(capacity.max(1)).expect("max(1)"));
         WeighedLru { lru, bytes: 0, max_bytes }
     }
 
@@ -115,16 +112,19 @@ const OFFSETS_BUDGET_DIVISOR: u64 = 16;
 pub struct SegmentCache {
     parsed: Mutex<WeighedLru<LoadedSegment>>,
     files: Mutex<WeighedLru<SegmentFile>>,
+    /// Reports [`SegmentCache::bytes`] after every insert.
+    bytes_gauge: IntGauge,
 }
 
 impl SegmentCache {
     /// A cache holding up to `capacity` parsed segments and about `max_bytes` of them (and
-    /// up to `capacity` open files).
-    pub fn new(capacity: usize, max_bytes: u64) -> SegmentCache {
+    /// up to `capacity` open files), its size reported in `bytes_gauge`.
+    pub fn new(capacity: usize, max_bytes: u64, bytes_gauge: IntGauge) -> SegmentCache {
         let offsets_bytes = (max_bytes / OFFSETS_BUDGET_DIVISOR).max(1);
         SegmentCache {
-            parsed: Mutex::new(WeighedLru::new(Some(capacity), max_bytes)),
-            files: Mutex::new(WeighedLru::new(Some(capacity), offsets_bytes)),
+            parsed: Mutex::new(WeighedLru::new(capacity, max_bytes)),
+            files: Mutex::new(WeighedLru::new(capacity, offsets_bytes)),
+            bytes_gauge,
         }
     }
 
@@ -134,6 +134,7 @@ impl SegmentCache {
 
     fn put(&self, index: usize, segment: Arc<LoadedSegment>) {
         self.parsed.lock().expect("cache lock poisoned").put(index, segment);
+        self.bytes_gauge.set(self.bytes() as i64);
     }
 
     fn file(&self, index: usize) -> Option<Arc<SegmentFile>> {
@@ -142,6 +143,7 @@ impl SegmentCache {
 
     fn put_file(&self, index: usize, file: Arc<SegmentFile>) {
         self.files.lock().expect("cache lock poisoned").put(index, file);
+        self.bytes_gauge.set(self.bytes() as i64);
     }
 
     /// Estimated bytes of the cached parsed segments and offset indexes.
@@ -238,7 +240,6 @@ impl Plan<'_> {
         let segment = Arc::new(LoadedSegment::new(events, bytes.len() as u64));
         self.count_opened();
         self.pages.cache.put(index, Arc::clone(&segment));
-        self.pages.metrics.segment_cache_bytes.set(self.pages.cache.bytes() as i64);
         Ok(Some(segment))
     }
 
@@ -286,23 +287,11 @@ impl Plan<'_> {
             return Ok(Some(segment.events[from..to].to_vec()));
         }
         let fail = |reason: String| QueryError::Segment { file: name.file_name(), reason };
-        let (chunk, segment) = match (self.pages.cache.file(index), self.reads) {
-            (Some(segment), Reads::CachedOnly) => {
-                let (range, _) = segment.offsets.byte_range(from, to);
-                let mut chunk = vec![0; (range.end - range.start) as usize];
-                if !read_from_page_cache(&segment.file, &mut chunk, range.start) {
-                    return Ok(None);
-                }
-                (chunk, segment)
-            }
+        // The file's index (opening and indexing it on the first read); a file just read whole
+        // is parsed from those bytes.
+        let (segment, whole_file) = match (self.pages.cache.file(index), self.reads) {
+            (Some(segment), _) => (segment, None),
             (None, Reads::CachedOnly) => return Ok(None),
-            (Some(segment), Reads::FromDisk) => {
-                let (range, _) = segment.offsets.byte_range(from, to);
-                let mut chunk = vec![0; (range.end - range.start) as usize];
-                segment.file.read_exact_at(&mut chunk, range.start).map_err(|e| fail(e.to_string()))?;
-                self.count_opened();
-                (chunk, segment)
-            }
             (None, Reads::FromDisk) => {
                 let mut file = File::open(self.pages.results.join(name.file_name())).map_err(|e| fail(e.to_string()))?;
                 let mut bytes = Vec::new();
@@ -313,14 +302,30 @@ impl Plan<'_> {
                 }
                 let segment = Arc::new(SegmentFile { file, offsets });
                 self.pages.cache.put_file(index, Arc::clone(&segment));
-                self.pages.metrics.segment_cache_bytes.set(self.pages.cache.bytes() as i64);
-                self.count_opened();
-                let (range, _) = segment.offsets.byte_range(from, to);
-                (bytes[range.start as usize..range.end as usize].to_vec(), segment)
+                (segment, Some(bytes))
             }
         };
-        let offsets = &segment.offsets;
-        let (_, skip) = offsets.byte_range(from, to);
+        let (range, skip) = segment.offsets.byte_range(from, to);
+        let chunk = match whole_file {
+            Some(mut bytes) => {
+                bytes.truncate(range.end as usize);
+                bytes.drain(..range.start as usize);
+                self.count_opened();
+                bytes
+            }
+            None => {
+                let mut chunk = vec![0; (range.end - range.start) as usize];
+                if self.reads == Reads::CachedOnly {
+                    if !read_from_page_cache(&segment.file, &mut chunk, range.start) {
+                        return Ok(None);
+                    }
+                } else {
+                    segment.file.read_exact_at(&mut chunk, range.start).map_err(|e| fail(e.to_string()))?;
+                    self.count_opened();
+                }
+                chunk
+            }
+        };
         let first_seq = name.first_seq + (from - skip) as u64;
         let events = parse_record_lines(&chunk, first_seq, skip, to - from).map_err(|e| fail(e.to_string()))?;
         Ok(Some(events))
@@ -465,7 +470,7 @@ mod tests {
     #[test]
     fn the_cache_is_bounded_by_bytes_as_well_as_by_count() {
         let one = segment(1000).bytes;
-        let cache = SegmentCache::new(100, 3 * one);
+        let cache = SegmentCache::new(100, 3 * one, IntGauge::new("g", "g").unwrap());
         for i in 0..10 {
             cache.put(i, segment(1000));
             assert!(cache.bytes() <= 3 * one, "{} bytes after {} segments", cache.bytes(), i + 1);
@@ -480,7 +485,7 @@ mod tests {
         cache.put(10, segment(5000));
         assert_eq!(cache.bytes(), segment(5000).bytes);
         // The count bound still holds.
-        let small = SegmentCache::new(2, u64::MAX);
+        let small = SegmentCache::new(2, u64::MAX, IntGauge::new("g", "g").unwrap());
         for i in 0..5 {
             small.put(i, segment(10));
         }

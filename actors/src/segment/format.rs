@@ -144,15 +144,16 @@ fn to_event(raw: RawRecord<'_>, seq: u64, index: usize) -> Result<Event, FormatE
 pub fn parse_segment(bytes: &[u8], first_seq: u64) -> Result<Vec<Event>, FormatError> {
     let raws: Vec<RawRecord<'_>> =
         serde_json::from_slice(bytes).map_err(|e| FormatError { index: 0, reason: format!("not a JSON array of records: {e}") })?;
-    raws.into_iter()
-        .enumerate()
-        .map(|(i, raw)| {
-            if raw.seq.is_some() {
-                return Err(FormatError { index: i, reason: "unexpected field seq".into() });
-            }
-            to_event(raw, first_seq + i as u64, i)
-        })
-        .collect()
+    raws.into_iter().enumerate().map(|(i, raw)| segment_record(raw, first_seq + i as u64, i)).collect()
+}
+
+/// A segment file's record `index` as the event with sequence number `seq`: it carries no `seq`
+/// of its own (its place in the file gives it; only WAL lines have one).
+fn segment_record(raw: RawRecord<'_>, seq: u64, index: usize) -> Result<Event, FormatError> {
+    if raw.seq.is_some() {
+        return Err(FormatError { index, reason: "unexpected field seq".into() });
+    }
+    to_event(raw, seq, index)
 }
 
 /// Records between two sampled offsets of a [`RecordOffsets`] index.
@@ -230,12 +231,9 @@ pub fn parse_record_lines(chunk: &[u8], first_seq: u64, skip: usize, take: usize
         let Some(nl) = line_breaks.next() else { break };
         let line = &chunk[start..nl];
         let line = line.strip_suffix(b",").unwrap_or(line);
-        let bad = |reason: String| FormatError { index: i, reason };
-        let raw: RawRecord<'_> = serde_json::from_slice(line).map_err(|e| bad(format!("not a record: {e}")))?;
-        if raw.seq.is_some() {
-            return Err(bad("unexpected field seq".into()));
-        }
-        events.push(to_event(raw, first_seq + i as u64, i)?);
+        let raw: RawRecord<'_> =
+            serde_json::from_slice(line).map_err(|e| FormatError { index: i, reason: format!("not a record: {e}") })?;
+        events.push(segment_record(raw, first_seq + i as u64, i)?);
         start = nl + 1;
     }
     if events.len() < take {
